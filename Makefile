@@ -1,0 +1,27 @@
+# The two set-up commands are `make run` and `make test`; the rest are their parts.
+.PHONY: deps build run test test-release test-asan bench format clean
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release
+
+run: build
+	@scripts/run-demo.sh
+
+test: build
+	@ctest --preset release
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan
+	@ctest --preset asan
+
+bench: build
+	@build/bench/devid_bench
+
+format:
+	@find src tests bench fuzz -name '*.h' -o -name '*.cc' | xargs clang-format -i
+
+clean:
+	rm -rf build build-debug build-asan

@@ -1,0 +1,125 @@
+// The CA engine: root and issuing CAs per organization, issuance under a
+// template, revocation and CRLs. State lives in a store::Store; CA keys are
+// kept there as (normally encrypted) PKCS#8.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ca/profile.h"
+#include "core/result.h"
+#include "core/secret.h"
+#include "crypto/certificate.h"
+#include "crypto/crl.h"
+#include "crypto/csr.h"
+#include "crypto/key.h"
+#include "store/store.h"
+
+namespace devid::ca {
+
+// The root CA of an organization is always named this.
+inline constexpr std::string_view kRootCaName = "root";
+
+// How CA private keys are protected at rest. An empty passphrase means the
+// operator chose --no-passphrase: keys are then stored unencrypted.
+struct KeyProtection {
+  std::optional<SecretString> passphrase;
+};
+
+struct CaOptions {
+  std::string subject;
+  crypto::KeyType key_type = crypto::KeyType::kEcP256;
+  std::optional<int> days;
+  std::string crl_url;   // may contain {org} and {ca}
+  std::string ocsp_url;  // may contain {org} and {ca}
+};
+
+struct IssueOptions {
+  std::optional<int> days;
+  std::vector<crypto::GeneralName> extra_sans;
+  std::optional<int64_t> now;  // tests
+};
+
+struct IssuedCertificate {
+  crypto::Certificate certificate;
+  store::CertificateRecord record;
+};
+
+// A CA whose private key is unlocked in memory; issues under templates.
+class SigningCa {
+ public:
+  SigningCa(store::Store& store, store::Organization org, store::CaRecord record,
+            crypto::Certificate certificate, crypto::PrivateKey key)
+      : store_(store),
+        org_(std::move(org)),
+        record_(std::move(record)),
+        certificate_(std::move(certificate)),
+        key_(std::move(key)) {}
+
+  const store::CaRecord& record() const { return record_; }
+  const crypto::Certificate& certificate() const { return certificate_; }
+
+  // Checks the request against the template (key type, proof of possession,
+  // subject, SANs, validity), signs, and commits the record before returning.
+  Result<IssuedCertificate> Issue(const CertificateProfile& profile, const crypto::CertificateRequest& csr,
+                                  const IssueOptions& options = {});
+
+  // For keys the CA side generated (batch issuance): no CSR, the subject and SANs are given.
+  Result<IssuedCertificate> IssueForKey(const CertificateProfile& profile, const crypto::PrivateKey& subject_key,
+                                        const crypto::DistinguishedName& subject,
+                                        const std::vector<crypto::GeneralName>& sans,
+                                        const IssueOptions& options = {});
+
+  // A full CRL of this CA's revocations, numbered from the store.
+  Result<crypto::Crl> MakeCrl(int next_update_days = 7, std::optional<int64_t> now = {});
+
+ private:
+  friend class Hierarchy;
+  template <typename SetKey>
+  Result<IssuedCertificate> Sign(const CertificateProfile& profile, const crypto::DistinguishedName& subject,
+                                 const std::vector<crypto::GeneralName>& sans, const IssueOptions& options,
+                                 SetKey&& set_key);
+  std::string ExpandUrl(const std::string& pattern) const;
+
+  store::Store& store_;
+  store::Organization org_;
+  store::CaRecord record_;
+  crypto::Certificate certificate_;
+  crypto::PrivateKey key_;
+};
+
+class Hierarchy {
+ public:
+  Hierarchy(store::Store& store, KeyProtection protection, ProfileCatalog profiles = ProfileCatalog())
+      : store_(store), protection_(std::move(protection)), profiles_(std::move(profiles)) {}
+
+  // Creates the organization if needed and its self-signed root CA.
+  Result<store::CaRecord> InitRoot(const std::string& org, const CaOptions& options);
+  // An issuing CA signed by the organization's root.
+  Result<store::CaRecord> InitIssuing(const std::string& org, const std::string& name, const CaOptions& options);
+
+  Result<SigningCa> Unlock(const std::string& org, const std::string& ca_name);
+  Result<CertificateProfile> FindProfile(std::string_view name) const { return profiles_.Find(name); }
+
+  // Revokes by serial; `ca_name` disambiguates when two CAs share a serial.
+  Result<store::CertificateRecord> Revoke(const std::string& org, const std::string& serial_hex,
+                                          crypto::RevocationReason reason,
+                                          const std::optional<std::string>& ca_name = {});
+  // The CA's certificate followed by its issuers up to the root.
+  Result<std::vector<crypto::Certificate>> Chain(const std::string& org, const std::string& ca_name);
+  Result<std::vector<store::CertificateRecord>> List(const std::string& org, const store::CertificateFilter& filter);
+  Result<std::vector<store::CaRecord>> ListCas(const std::string& org);
+
+ private:
+  Result<store::CaRecord> CreateCa(const store::Organization& org, const std::string& name,
+                                   const CaOptions& options, SigningCa* parent);
+
+  store::Store& store_;
+  KeyProtection protection_;
+  ProfileCatalog profiles_;
+};
+
+}  // namespace devid::ca

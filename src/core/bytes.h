@@ -1,0 +1,29 @@
+// Byte buffers and their text encodings.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.h"
+
+namespace devid {
+
+using Bytes = std::vector<uint8_t>;
+using ByteView = std::span<const uint8_t>;
+
+inline ByteView AsBytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+inline std::string_view AsString(ByteView b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+// Upper-case hex, no separators.
+std::string HexEncode(ByteView data);
+// Accepts upper or lower case, optional "0x" prefix and ':' separators.
+Result<Bytes> HexDecode(std::string_view hex);
+
+}  // namespace devid

@@ -1,0 +1,18 @@
+// Whole-file reads and atomic writes.
+#pragma once
+
+#include <string>
+
+#include "core/bytes.h"
+#include "core/result.h"
+
+namespace devid {
+
+// Reads a file whole; refuses files larger than max_size (untrusted inputs).
+Result<Bytes> ReadFile(const std::string& path, size_t max_size = 16 * 1024 * 1024);
+
+// Writes to a temporary file in the same folder, fsyncs it, renames it over
+// `path` and fsyncs the folder, so readers see the old or the new content, never half.
+Status WriteFileAtomic(const std::string& path, ByteView data, unsigned mode = 0644);
+
+}  // namespace devid

@@ -1,0 +1,47 @@
+// Secrets (passphrases, PINs, private-key bytes) that zero their memory when
+// they go away and never print themselves.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace devid {
+
+// Zeroes memory in a way the optimiser cannot remove (forwards to OPENSSL_cleanse).
+void SecureZero(void* data, size_t size);
+
+class SecretString {
+ public:
+  SecretString() = default;
+  explicit SecretString(std::string_view value) : value_(value) {}
+  SecretString(const SecretString& other) : value_(other.value_) {}
+  SecretString(SecretString&& other) noexcept : value_(std::move(other.value_)) { other.Wipe(); }
+  SecretString& operator=(const SecretString& other) {
+    if (this != &other) {
+      Wipe();
+      value_ = other.value_;
+    }
+    return *this;
+  }
+  SecretString& operator=(SecretString&& other) noexcept {
+    if (this != &other) {
+      Wipe();
+      value_ = std::move(other.value_);
+      other.Wipe();
+    }
+    return *this;
+  }
+  ~SecretString() { Wipe(); }
+
+  std::string_view reveal() const { return value_; }
+  bool empty() const { return value_.empty(); }
+
+ private:
+  void Wipe() {
+    SecureZero(value_.data(), value_.size());
+    value_.clear();
+  }
+  std::string value_;
+};
+
+}  // namespace devid

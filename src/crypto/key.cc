@@ -1,0 +1,223 @@
+#include "crypto/key.h"
+
+#include <openssl/core_names.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "crypto/error.h"
+
+namespace devid::crypto {
+
+namespace {
+// PBKDF2 work factor for CA keys at rest; a CA key is decrypted once per process.
+constexpr int kPbkdf2Iterations = 200000;
+
+Result<std::string> BioToString(BIO* bio) {
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  if (len < 0) return OpenSslError("reading memory BIO");
+  return std::string(data, static_cast<size_t>(len));
+}
+}  // namespace
+
+std::string_view KeyTypeName(KeyType type) {
+  switch (type) {
+    case KeyType::kEcP256:
+      return "P-256";
+    case KeyType::kEcP384:
+      return "P-384";
+    case KeyType::kRsa3072:
+      return "RSA-3072";
+  }
+  return "?";
+}
+
+Result<KeyType> ParseKeyType(std::string_view name) {
+  for (KeyType t : {KeyType::kEcP256, KeyType::kEcP384, KeyType::kRsa3072}) {
+    if (name == KeyTypeName(t)) return t;
+  }
+  return MakeError(ErrorCode::kInvalidInput,
+                   "unknown key type '" + std::string(name) + "' (P-256, P-384, RSA-3072)");
+}
+
+const EVP_MD* SignatureDigestFor(KeyType type) {
+  return type == KeyType::kEcP384 ? EVP_sha384() : EVP_sha256();
+}
+
+KeyAlgorithm DescribeKey(const EVP_PKEY* pkey) {
+  KeyAlgorithm out;
+  if (EVP_PKEY_is_a(pkey, "EC")) {
+    char group[64] = {0};
+    size_t len = 0;
+    if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                       &len) != 1) {
+      ClearOpenSslErrors();
+      out.name = "EC (explicit parameters)";
+      return out;
+    }
+    std::string g(group, len);
+    if (g == "prime256v1" || g == "P-256") {
+      out.type = KeyType::kEcP256;
+      out.name = "P-256";
+    } else if (g == "secp384r1" || g == "P-384") {
+      out.type = KeyType::kEcP384;
+      out.name = "P-384";
+    } else {
+      out.name = "EC " + g;
+    }
+    return out;
+  }
+  if (EVP_PKEY_is_a(pkey, "RSA")) {
+    int bits = EVP_PKEY_get_bits(pkey);
+    out.name = "RSA-" + std::to_string(bits);
+    if (bits == 3072) out.type = KeyType::kRsa3072;
+    return out;
+  }
+  const char* n = EVP_PKEY_get0_type_name(pkey);
+  out.name = n != nullptr ? n : "unknown";
+  return out;
+}
+
+Result<PrivateKey> PrivateKey::Generate(KeyType type) {
+  EVP_PKEY* raw = nullptr;
+  switch (type) {
+    case KeyType::kEcP256:
+      raw = EVP_EC_gen("P-256");
+      break;
+    case KeyType::kEcP384:
+      raw = EVP_EC_gen("P-384");
+      break;
+    case KeyType::kRsa3072:
+      raw = EVP_RSA_gen(3072);
+      break;
+  }
+  if (raw == nullptr) {
+    return OpenSslError("generating a " + std::string(KeyTypeName(type)) + " key");
+  }
+  return PrivateKey(UniquePtr<EVP_PKEY>(raw));
+}
+
+Result<PrivateKey> PrivateKey::FromPem(std::string_view pem, const SecretString* passphrase) {
+  UniquePtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return OpenSslError("allocating BIO");
+  bool encrypted = pem.find("ENCRYPTED") != std::string_view::npos;
+  if (encrypted && passphrase == nullptr) {
+    return MakeError(ErrorCode::kAuth, "the private key is encrypted and no passphrase was given");
+  }
+  // An empty passphrase string signals "none" to the callback; never prompt on a tty.
+  std::string pass(passphrase != nullptr ? passphrase->reveal() : std::string_view());
+  EVP_PKEY* raw = PEM_read_bio_PrivateKey(
+      bio.get(), nullptr,
+      [](char* buf, int size, int, void* u) -> int {
+        auto* p = static_cast<std::string*>(u);
+        if (p->empty() || static_cast<int>(p->size()) > size) return -1;
+        std::memcpy(buf, p->data(), p->size());
+        return static_cast<int>(p->size());
+      },
+      &pass);
+  SecureZero(pass.data(), pass.size());
+  if (raw == nullptr) {
+    if (encrypted) {
+      ClearOpenSslErrors();
+      return MakeError(ErrorCode::kAuth, "wrong passphrase (the private key does not decrypt)");
+    }
+    return OpenSslError("parsing PEM private key", ErrorCode::kInvalidInput);
+  }
+  return PrivateKey(UniquePtr<EVP_PKEY>(raw));
+}
+
+Result<std::string> PrivateKey::ToPkcs8Pem(const SecretString* passphrase) const {
+  UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (!bio) return OpenSslError("allocating BIO");
+  UniquePtr<PKCS8_PRIV_KEY_INFO> p8(EVP_PKEY2PKCS8(pkey_.get()));
+  if (!p8) return OpenSslError("encoding the private key as PKCS#8");
+  if (passphrase == nullptr) {
+    if (PEM_write_bio_PKCS8_PRIV_KEY_INFO(bio.get(), p8.get()) != 1) {
+      return OpenSslError("writing PKCS#8 PEM");
+    }
+    return BioToString(bio.get());
+  }
+  if (passphrase->empty()) return MakeError(ErrorCode::kAuth, "the passphrase is empty");
+  // -1: PBES2; the PRF defaults to HMAC-SHA256 in OpenSSL 3.
+  UniquePtr<X509_SIG> sig(PKCS8_encrypt_ex(
+      -1, EVP_aes_256_cbc(), passphrase->reveal().data(), static_cast<int>(passphrase->reveal().size()),
+      nullptr, 0, kPbkdf2Iterations, p8.get(), nullptr, nullptr));
+  if (!sig) return OpenSslError("encrypting the private key");
+  if (PEM_write_bio_PKCS8(bio.get(), sig.get()) != 1) {
+    return OpenSslError("writing encrypted PKCS#8 PEM");
+  }
+  return BioToString(bio.get());
+}
+
+namespace {
+Result<Bytes> SpkiDer(EVP_PKEY* pkey) {
+  int len = i2d_PUBKEY(pkey, nullptr);
+  if (len <= 0) return OpenSslError("encoding SubjectPublicKeyInfo");
+  Bytes out(static_cast<size_t>(len));
+  unsigned char* p = out.data();
+  if (i2d_PUBKEY(pkey, &p) != len) return OpenSslError("encoding SubjectPublicKeyInfo");
+  return out;
+}
+}  // namespace
+
+Result<Bytes> PrivateKey::PublicKeyDer() const { return SpkiDer(pkey_.get()); }
+KeyAlgorithm PrivateKey::algorithm() const { return DescribeKey(pkey_.get()); }
+
+Result<PublicKey> PublicKey::FromDer(ByteView spki_der) {
+  const unsigned char* p = spki_der.data();
+  EVP_PKEY* raw = d2i_PUBKEY(nullptr, &p, static_cast<long>(spki_der.size()));
+  if (raw == nullptr) return OpenSslError("parsing SubjectPublicKeyInfo", ErrorCode::kInvalidInput);
+  UniquePtr<EVP_PKEY> key(raw);
+  if (p != spki_der.data() + spki_der.size()) {
+    return MakeError(ErrorCode::kInvalidInput, "trailing bytes after SubjectPublicKeyInfo");
+  }
+  return PublicKey(std::move(key));
+}
+
+Result<PublicKey> PublicKey::FromPem(std::string_view pem) {
+  UniquePtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return OpenSslError("allocating BIO");
+  EVP_PKEY* raw = PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr);
+  if (raw == nullptr) return OpenSslError("parsing PEM public key", ErrorCode::kInvalidInput);
+  return PublicKey(UniquePtr<EVP_PKEY>(raw));
+}
+
+Result<Bytes> PublicKey::ToDer() const { return SpkiDer(pkey_.get()); }
+
+Result<std::string> PublicKey::ToPem() const {
+  UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_PUBKEY(bio.get(), pkey_.get()) != 1) {
+    return OpenSslError("writing PEM public key");
+  }
+  return BioToString(bio.get());
+}
+
+KeyAlgorithm PublicKey::algorithm() const { return DescribeKey(pkey_.get()); }
+
+Result<Bytes> RandomBytes(size_t count) {
+  Bytes out(count);
+  if (RAND_bytes(out.data(), static_cast<int>(count)) != 1) {
+    return OpenSslError("drawing random bytes");
+  }
+  return out;
+}
+
+Bytes Sha256(ByteView data) {
+  Bytes out(32);
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr);
+  return out;
+}
+
+bool LooksLikePem(ByteView data) {
+  static constexpr std::string_view kBegin = "-----BEGIN";
+  auto s = AsString(data);
+  size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) ++i;
+  return s.substr(i).starts_with(kBegin);
+}
+
+}  // namespace devid::crypto

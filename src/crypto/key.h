@@ -1,0 +1,80 @@
+// Key pairs: generation, PKCS#8 (optionally passphrase-encrypted), SPKI.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/bytes.h"
+#include "core/result.h"
+#include "core/secret.h"
+#include "crypto/handles.h"
+
+namespace devid::crypto {
+
+enum class KeyType { kEcP256, kEcP384, kRsa3072 };
+
+// "P-256", "P-384", "RSA-3072".
+std::string_view KeyTypeName(KeyType type);
+Result<KeyType> ParseKeyType(std::string_view name);
+
+// What a public key is, described the way templates name it. `name` is
+// "P-256", "P-384", "RSA-3072" for the supported types and a descriptive
+// string ("RSA-2048", "EC secp256k1", "ED25519") for the rest.
+struct KeyAlgorithm {
+  std::optional<KeyType> type;
+  std::string name;
+};
+
+// Digest devid signs with for a given CA key: SHA-384 for P-384, SHA-256 otherwise.
+const EVP_MD* SignatureDigestFor(KeyType type);
+
+class PublicKey {
+ public:
+  explicit PublicKey(UniquePtr<EVP_PKEY> pkey) : pkey_(std::move(pkey)) {}
+  static Result<PublicKey> FromDer(ByteView spki_der);
+  static Result<PublicKey> FromPem(std::string_view pem);
+
+  Result<Bytes> ToDer() const;  // SubjectPublicKeyInfo
+  Result<std::string> ToPem() const;
+  KeyAlgorithm algorithm() const;
+  EVP_PKEY* get() const { return pkey_.get(); }
+
+ private:
+  UniquePtr<EVP_PKEY> pkey_;
+};
+
+class PrivateKey {
+ public:
+  explicit PrivateKey(UniquePtr<EVP_PKEY> pkey) : pkey_(std::move(pkey)) {}
+
+  static Result<PrivateKey> Generate(KeyType type);
+
+  // PEM PKCS#8, encrypted ("ENCRYPTED PRIVATE KEY") or not. A null passphrase
+  // accepts only unencrypted keys; an encrypted key then fails with kAuth.
+  static Result<PrivateKey> FromPem(std::string_view pem, const SecretString* passphrase);
+
+  // PKCS#8 PEM. With a passphrase: PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC.
+  Result<std::string> ToPkcs8Pem(const SecretString* passphrase) const;
+
+  Result<Bytes> PublicKeyDer() const;
+  KeyAlgorithm algorithm() const;
+  EVP_PKEY* get() const { return pkey_.get(); }
+
+ private:
+  UniquePtr<EVP_PKEY> pkey_;
+};
+
+// Describes any EVP_PKEY (used by PublicKey, PrivateKey and the CSR parser).
+KeyAlgorithm DescribeKey(const EVP_PKEY* pkey);
+
+// CSPRNG output (RAND_bytes).
+Result<Bytes> RandomBytes(size_t count);
+
+// SHA-256 of data.
+Bytes Sha256(ByteView data);
+
+// Whether a PEM or DER blob looks like PEM (starts with "-----BEGIN").
+bool LooksLikePem(ByteView data);
+
+}  // namespace devid::crypto

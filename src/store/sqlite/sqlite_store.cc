@@ -1,0 +1,456 @@
+#include "store/sqlite/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <string>
+#include <utility>
+
+#include "core/time.h"
+#include "store/migrations.h"
+
+namespace devid::store {
+
+namespace {
+
+Error DbError(sqlite3* db, const std::string& what) {
+  return MakeError(ErrorCode::kStorage, what + ": " + sqlite3_errmsg(db));
+}
+
+// One prepared statement; reset (not finalized) between uses when cached.
+class Statement {
+ public:
+  Statement() = default;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  Statement(Statement&& o) noexcept : db_(o.db_), stmt_(std::exchange(o.stmt_, nullptr)) {}
+  Statement& operator=(Statement&& o) noexcept {
+    if (this != &o) {
+      sqlite3_finalize(stmt_);
+      db_ = o.db_;
+      stmt_ = std::exchange(o.stmt_, nullptr);
+    }
+    return *this;
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+
+  static Result<Statement> Prepare(sqlite3* db, std::string_view sql) {
+    Statement s;
+    s.db_ = db;
+    if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                           &s.stmt_, nullptr) != SQLITE_OK) {
+      return DbError(db, "preparing statement");
+    }
+    return s;
+  }
+
+  Statement& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Statement& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& Bind(int i, const Bytes& v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& BindNull(int i) {
+    sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+
+  // SQLITE_ROW, SQLITE_DONE, or an error code.
+  int Step() { return sqlite3_step(stmt_); }
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string Text(int col) const {
+    const auto* p = sqlite3_column_text(stmt_, col);
+    return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p),
+                                                      static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
+  }
+  Bytes Blob(int col) const {
+    const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(stmt_, col));
+    return p == nullptr ? Bytes() : Bytes(p, p + sqlite3_column_bytes(stmt_, col));
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+constexpr std::string_view kCaColumns =
+    "id, org_id, name, kind, parent_id, certificate_der, key_pem, key_encrypted, crl_url, ocsp_url, "
+    "disabled, created_at";
+
+CaRecord ReadCa(const Statement& s) {
+  CaRecord r;
+  r.id = s.Int(0);
+  r.org_id = s.Int(1);
+  r.name = s.Text(2);
+  r.kind = s.Text(3) == "root" ? CaKind::kRoot : CaKind::kIssuing;
+  if (!s.IsNull(4)) r.parent_id = s.Int(4);
+  r.certificate_der = s.Blob(5);
+  r.key_pem = s.Text(6);
+  r.key_encrypted = s.Int(7) != 0;
+  r.crl_url = s.Text(8);
+  r.ocsp_url = s.Text(9);
+  r.disabled = s.Int(10) != 0;
+  r.created_at = s.Int(11);
+  return r;
+}
+
+constexpr std::string_view kCertColumns =
+    "c.id, c.org_id, c.ca_id, c.serial_hex, c.subject, c.template, c.not_before, c.not_after, c.der, "
+    "c.created_at, r.reason, r.revoked_at";
+
+CertificateRecord ReadCertificate(const Statement& s) {
+  CertificateRecord r;
+  r.id = s.Int(0);
+  r.org_id = s.Int(1);
+  r.ca_id = s.Int(2);
+  r.serial_hex = s.Text(3);
+  r.subject = s.Text(4);
+  r.template_name = s.Text(5);
+  r.not_before = s.Int(6);
+  r.not_after = s.Int(7);
+  r.der = s.Blob(8);
+  r.created_at = s.Int(9);
+  if (!s.IsNull(10)) r.revocation = Revocation{static_cast<int>(s.Int(10)), s.Int(11)};
+  return r;
+}
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  ~SqliteStore() override {
+    insert_certificate_ = Statement();
+    sqlite3_close_v2(db_);
+  }
+
+  Status Init(Durability durability) {
+    sqlite3_busy_timeout(db_, 10000);
+    DEVID_TRY(Exec("PRAGMA journal_mode=WAL"));
+    DEVID_TRY(Exec("PRAGMA foreign_keys=ON"));
+    DEVID_TRY(Exec(durability == Durability::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+    DEVID_TRY(Migrate());
+    DEVID_ASSIGN_OR_RETURN(
+        insert_certificate_,
+        Statement::Prepare(db_,
+                           "INSERT INTO certificates (org_id, ca_id, serial_hex, subject, template, "
+                           "not_before, not_after, der, created_at) "
+                           "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 "
+                           "WHERE EXISTS (SELECT 1 FROM cas WHERE id = ?2 AND org_id = ?1)"));
+    return {};
+  }
+
+  int schema_version() override { return version_; }
+
+  Result<Organization> CreateOrganization(const std::string& name) override {
+    DEVID_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_, "INSERT INTO organizations (name, created_at) VALUES (?1, ?2)"));
+    int64_t now = NowUnix();
+    s.Bind(1, name).Bind(2, now);
+    int rc = s.Step();
+    if (rc == SQLITE_CONSTRAINT) {
+      return MakeError(ErrorCode::kAlreadyExists, "organization '" + name + "' already exists");
+    }
+    if (rc != SQLITE_DONE) return DbError(db_, "creating organization");
+    return Organization{sqlite3_last_insert_rowid(db_), name, now};
+  }
+
+  Result<Organization> GetOrganization(const std::string& name) override {
+    DEVID_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_, "SELECT id, name, created_at FROM organizations WHERE name = ?1"));
+    s.Bind(1, name);
+    int rc = s.Step();
+    if (rc == SQLITE_DONE) {
+      return MakeError(ErrorCode::kNotFound, "organization '" + name + "' does not exist");
+    }
+    if (rc != SQLITE_ROW) return DbError(db_, "reading organization");
+    return Organization{s.Int(0), s.Text(1), s.Int(2)};
+  }
+
+  Result<CaRecord> CreateCa(int64_t org_id, const NewCa& ca, NewCertificate certificate) override {
+    DEVID_TRY(Exec("BEGIN IMMEDIATE"));
+    auto result = CreateCaLocked(org_id, ca, std::move(certificate));
+    if (!result.ok()) {
+      (void)Exec("ROLLBACK");
+      return result;
+    }
+    DEVID_TRY(Commit());
+    return result;
+  }
+
+  Result<CaRecord> GetCa(int64_t org_id, const std::string& name) override {
+    DEVID_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_, "SELECT " + std::string(kCaColumns) + " FROM cas WHERE org_id = ?1 AND name = ?2"));
+    s.Bind(1, org_id).Bind(2, name);
+    int rc = s.Step();
+    if (rc == SQLITE_DONE) return MakeError(ErrorCode::kNotFound, "CA '" + name + "' does not exist");
+    if (rc != SQLITE_ROW) return DbError(db_, "reading CA");
+    return ReadCa(s);
+  }
+
+  Result<CaRecord> GetCaById(int64_t org_id, int64_t ca_id) override {
+    DEVID_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_, "SELECT " + std::string(kCaColumns) + " FROM cas WHERE org_id = ?1 AND id = ?2"));
+    s.Bind(1, org_id).Bind(2, ca_id);
+    int rc = s.Step();
+    if (rc == SQLITE_DONE) return MakeError(ErrorCode::kNotFound, "CA #" + std::to_string(ca_id) + " does not exist");
+    if (rc != SQLITE_ROW) return DbError(db_, "reading CA");
+    return ReadCa(s);
+  }
+
+  Result<std::vector<CaRecord>> ListCas(int64_t org_id) override {
+    DEVID_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_, "SELECT " + std::string(kCaColumns) + " FROM cas WHERE org_id = ?1 ORDER BY id"));
+    s.Bind(1, org_id);
+    std::vector<CaRecord> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadCa(s));
+    if (rc != SQLITE_DONE) return DbError(db_, "listing CAs");
+    return out;
+  }
+
+  Result<CertificateRecord> InsertCertificate(int64_t org_id, const NewCertificate& cert) override {
+    DEVID_TRY(InsertCertificateRow(org_id, cert));
+    CertificateRecord r;
+    r.id = sqlite3_last_insert_rowid(db_);
+    r.org_id = org_id;
+    r.ca_id = cert.ca_id;
+    r.serial_hex = cert.serial_hex;
+    r.subject = cert.subject;
+    r.template_name = cert.template_name;
+    r.not_before = cert.not_before;
+    r.not_after = cert.not_after;
+    r.der = cert.der;
+    r.created_at = last_created_at_;
+    return r;
+  }
+
+  Status InsertCertificates(int64_t org_id, const std::vector<NewCertificate>& certs) override {
+    DEVID_TRY(Exec("BEGIN IMMEDIATE"));
+    for (const NewCertificate& c : certs) {
+      auto r = InsertCertificateRow(org_id, c);
+      if (!r.ok()) {
+        (void)Exec("ROLLBACK");
+        return r;
+      }
+    }
+    return Commit();
+  }
+
+  Result<std::vector<CertificateRecord>> FindCertificatesBySerial(int64_t org_id, const std::string& serial_hex) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s, Statement::Prepare(db_, "SELECT " + std::string(kCertColumns) +
+                                                 " FROM certificates c LEFT JOIN revocations r ON r.certificate_id = c.id "
+                                                 "WHERE c.org_id = ?1 AND c.serial_hex = ?2 ORDER BY c.id"));
+    s.Bind(1, org_id).Bind(2, serial_hex);
+    return Collect(s);
+  }
+
+  Result<std::vector<CertificateRecord>> ListCertificates(int64_t org_id, const CertificateFilter& f) override {
+    std::string sql = "SELECT " + std::string(kCertColumns) +
+                      " FROM certificates c LEFT JOIN revocations r ON r.certificate_id = c.id WHERE c.org_id = ?1";
+    if (f.ca_id) sql += " AND c.ca_id = ?2";
+    if (f.expires_before) sql += " AND c.not_after < ?3";
+    switch (f.status) {
+      case CertificateStatus::kAny:
+        break;
+      case CertificateStatus::kValid:
+        sql += " AND r.certificate_id IS NULL AND c.not_after >= ?4";
+        break;
+      case CertificateStatus::kRevoked:
+        sql += " AND r.certificate_id IS NOT NULL";
+        break;
+      case CertificateStatus::kExpired:
+        sql += " AND r.certificate_id IS NULL AND c.not_after < ?4";
+        break;
+    }
+    sql += " ORDER BY c.id LIMIT ?5";
+    DEVID_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_, sql));
+    s.Bind(1, org_id);
+    if (f.ca_id) s.Bind(2, *f.ca_id);
+    if (f.expires_before) s.Bind(3, *f.expires_before);
+    s.Bind(4, f.now.value_or(NowUnix()));
+    s.Bind(5, static_cast<int64_t>(f.limit));
+    return Collect(s);
+  }
+
+  Status Revoke(int64_t org_id, int64_t certificate_id, const Revocation& revocation) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_,
+                           "INSERT INTO revocations (certificate_id, org_id, ca_id, reason, revoked_at) "
+                           "SELECT id, org_id, ca_id, ?3, ?4 FROM certificates WHERE id = ?2 AND org_id = ?1"));
+    s.Bind(1, org_id).Bind(2, certificate_id).Bind(3, static_cast<int64_t>(revocation.reason)).Bind(4, revocation.revoked_at);
+    int rc = s.Step();
+    if (rc == SQLITE_CONSTRAINT) return MakeError(ErrorCode::kAlreadyExists, "the certificate is already revoked");
+    if (rc != SQLITE_DONE) return DbError(db_, "recording revocation");
+    if (sqlite3_changes(db_) != 1) return MakeError(ErrorCode::kNotFound, "certificate not found");
+    return {};
+  }
+
+  Result<std::vector<RevokedSerial>> ListRevoked(int64_t org_id, int64_t ca_id) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s, Statement::Prepare(db_, "SELECT c.serial_hex, r.reason, r.revoked_at FROM revocations r "
+                                             "JOIN certificates c ON c.id = r.certificate_id "
+                                             "WHERE r.org_id = ?1 AND r.ca_id = ?2 ORDER BY r.revoked_at, c.id"));
+    s.Bind(1, org_id).Bind(2, ca_id);
+    std::vector<RevokedSerial> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back({s.Text(0), static_cast<int>(s.Int(1)), s.Int(2)});
+    if (rc != SQLITE_DONE) return DbError(db_, "listing revocations");
+    return out;
+  }
+
+  Result<uint64_t> NextCrlNumber(int64_t org_id, int64_t ca_id) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s, Statement::Prepare(db_, "UPDATE cas SET next_crl_number = next_crl_number + 1 "
+                                             "WHERE org_id = ?1 AND id = ?2 RETURNING next_crl_number - 1"));
+    s.Bind(1, org_id).Bind(2, ca_id);
+    int rc = s.Step();
+    if (rc == SQLITE_DONE) return MakeError(ErrorCode::kNotFound, "CA not found");
+    if (rc != SQLITE_ROW) return DbError(db_, "advancing CRL number");
+    auto n = static_cast<uint64_t>(s.Int(0));
+    if (s.Step() != SQLITE_DONE) return DbError(db_, "advancing CRL number");
+    return n;
+  }
+
+ private:
+  Status Exec(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err != nullptr ? err : sqlite3_errmsg(db_);
+      sqlite3_free(err);
+      return MakeError(ErrorCode::kStorage, "SQLite: " + msg);
+    }
+    return {};
+  }
+
+  Status Commit() {
+    auto s = Exec("COMMIT");
+    if (!s.ok()) (void)Exec("ROLLBACK");
+    return s;
+  }
+
+  Status Migrate() {
+    DEVID_ASSIGN_OR_RETURN(Statement v, Statement::Prepare(db_, "PRAGMA user_version"));
+    if (v.Step() != SQLITE_ROW) return DbError(db_, "reading schema version");
+    version_ = static_cast<int>(v.Int(0));
+    const auto& migrations = SchemaMigrations();
+    if (version_ > static_cast<int>(migrations.size())) {
+      return MakeError(ErrorCode::kStorage, "the database schema is version " + std::to_string(version_) +
+                                                ", newer than this devid (" +
+                                                std::to_string(migrations.size()) + "); upgrade devid");
+    }
+    while (version_ < static_cast<int>(migrations.size())) {
+      DEVID_TRY(Exec("BEGIN IMMEDIATE"));
+      // Re-read under the write lock: another process may have migrated meanwhile.
+      Statement again;
+      DEVID_ASSIGN_OR_RETURN(again, Statement::Prepare(db_, "PRAGMA user_version"));
+      if (again.Step() != SQLITE_ROW) return DbError(db_, "reading schema version");
+      int current = static_cast<int>(again.Int(0));
+      again = Statement();
+      if (current != version_) {
+        DEVID_TRY(Exec("ROLLBACK"));
+        version_ = current;
+        continue;
+      }
+      auto step = Exec(std::string(migrations[static_cast<size_t>(version_)]));
+      if (step.ok()) step = Exec("PRAGMA user_version = " + std::to_string(version_ + 1));
+      if (!step.ok()) {
+        (void)Exec("ROLLBACK");
+        return step.error().Context("migrating schema to version " + std::to_string(version_ + 1));
+      }
+      DEVID_TRY(Commit());
+      ++version_;
+    }
+    return {};
+  }
+
+  Result<CaRecord> CreateCaLocked(int64_t org_id, const NewCa& ca, NewCertificate certificate) {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_,
+                           "INSERT INTO cas (org_id, name, kind, parent_id, certificate_der, key_pem, key_encrypted, "
+                           "crl_url, ocsp_url, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
+    int64_t now = NowUnix();
+    s.Bind(1, org_id).Bind(2, ca.name).Bind(3, std::string(ca.kind == CaKind::kRoot ? "root" : "ica"));
+    if (ca.parent_id) {
+      s.Bind(4, *ca.parent_id);
+    } else {
+      s.BindNull(4);
+    }
+    s.Bind(5, ca.certificate_der).Bind(6, ca.key_pem).Bind(7, static_cast<int64_t>(ca.key_encrypted ? 1 : 0));
+    s.Bind(8, ca.crl_url).Bind(9, ca.ocsp_url).Bind(10, now);
+    int rc = s.Step();
+    if (rc == SQLITE_CONSTRAINT) {
+      return MakeError(ErrorCode::kAlreadyExists, "CA '" + ca.name + "' already exists in this organization");
+    }
+    if (rc != SQLITE_DONE) return DbError(db_, "creating CA");
+    int64_t id = sqlite3_last_insert_rowid(db_);
+    if (certificate.ca_id == 0) certificate.ca_id = id;
+    DEVID_TRY(InsertCertificateRow(org_id, certificate));
+    return GetCaById(org_id, id);
+  }
+
+  Status InsertCertificateRow(int64_t org_id, const NewCertificate& c) {
+    Statement& s = insert_certificate_;
+    last_created_at_ = NowUnix();
+    s.Bind(1, org_id).Bind(2, c.ca_id).Bind(3, c.serial_hex).Bind(4, c.subject).Bind(5, c.template_name);
+    s.Bind(6, c.not_before).Bind(7, c.not_after).Bind(8, c.der).Bind(9, last_created_at_);
+    int rc = s.Step();
+    int changes = sqlite3_changes(db_);
+    s.Reset();
+    if (rc == SQLITE_CONSTRAINT) {
+      return MakeError(ErrorCode::kAlreadyExists, "serial " + c.serial_hex + " is already used by this CA");
+    }
+    if (rc != SQLITE_DONE) return DbError(db_, "recording certificate");
+    if (changes != 1) return MakeError(ErrorCode::kNotFound, "the issuing CA does not exist in this organization");
+    return {};
+  }
+
+  Result<std::vector<CertificateRecord>> Collect(Statement& s) {
+    std::vector<CertificateRecord> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadCertificate(s));
+    if (rc != SQLITE_DONE) return DbError(db_, "reading certificates");
+    return out;
+  }
+
+  sqlite3* db_;
+  int version_ = 0;
+  int64_t last_created_at_ = 0;
+  Statement insert_certificate_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, Durability durability) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close_v2(db);
+    return MakeError(ErrorCode::kStorage, "opening database " + path + ": " + msg);
+  }
+  auto store = std::make_unique<SqliteStore>(db);
+  auto init = store->Init(durability);
+  if (!init.ok()) return init.error().Context("opening database " + path);
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+Result<std::unique_ptr<Store>> OpenStore(const std::string& url, Durability durability) {
+  std::string_view u(url);
+  if (u.starts_with("sqlite:")) return OpenSqliteStore(std::string(u.substr(7)), durability);
+  if (u.starts_with("postgresql:") || u.starts_with("postgres:")) {
+    return MakeError(ErrorCode::kInvalidInput,
+                     "the PostgreSQL backend is not built yet (it arrives with `devid serve`); use sqlite:PATH");
+  }
+  return OpenSqliteStore(url, durability);
+}
+
+}  // namespace devid::store
