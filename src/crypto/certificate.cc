@@ -284,11 +284,13 @@ Status CertificateBuilder::SetPublicKey(const CertificateRequest& csr) {
     return OpenSslError("setting the public key");
   }
   obj_copy.release();
+  key_copied_ = true;
   return {};
 }
 
 Status CertificateBuilder::SetPublicKey(const PrivateKey& key) {
   if (X509_set_pubkey(x509_.get(), key.get()) != 1) return OpenSslError("setting the public key");
+  key_copied_ = false;
   return {};
 }
 
@@ -405,6 +407,13 @@ Result<Certificate> CertificateBuilder::Sign(const PrivateKey& key) {
   UniquePtr<X509> done = std::move(x509_);
   x509_.reset(X509_new());
   ok_ = x509_ != nullptr && X509_set_version(x509_.get(), X509_VERSION_3) == 1;
+  if (key_copied_) {
+    // OpenSSL 3 decodes a public key only when it parses DER; give callers a
+    // certificate object whose key is usable (verification, public_key()).
+    key_copied_ = false;
+    DEVID_ASSIGN_OR_RETURN(Bytes der, Certificate(std::move(done)).ToDer());
+    return Certificate::Parse(der);
+  }
   return Certificate(std::move(done));
 }
 

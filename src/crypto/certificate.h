@@ -94,6 +94,7 @@ class CertificateBuilder {
   UniquePtr<X509> x509_;
   Bytes authority_key_id_;
   bool self_issued_ = false;
+  bool key_copied_ = false;  // SPKI copied as bytes: the X509 holds no decoded key yet
   bool ok_ = true;
 };
 

@@ -1,1 +1,77 @@
 #include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/bytes.h"
+#include "core/file.h"
+#include "core/result.h"
+#include "core/secret.h"
+#include "core/time.h"
+
+namespace devid {
+namespace {
+
+TEST(Hex, RoundTripsAndNormalises) {
+  Bytes b = {0x00, 0x0A, 0xFF};
+  EXPECT_EQ(HexEncode(b), "000AFF");
+  auto d = HexDecode("0x00:0a:ff");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(*d, b);
+  auto odd = HexDecode("abc");
+  ASSERT_TRUE(odd.ok());
+  EXPECT_EQ(*odd, (Bytes{0x0A, 0xBC}));
+}
+
+TEST(Hex, RejectsNonHex) {
+  auto r = HexDecode("12zz");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidInput);
+  EXPECT_FALSE(HexDecode("").ok());
+}
+
+Result<int> Half(int x) {
+  if (x % 2 != 0) return MakeError(ErrorCode::kInvalidInput, "odd");
+  return x / 2;
+}
+Result<int> Quarter(int x) {
+  DEVID_ASSIGN_OR_RETURN(int h, Half(x));
+  DEVID_ASSIGN_OR_RETURN(int q, Half(h));
+  return q;
+}
+
+TEST(Result, PropagatesErrorsWithContext) {
+  EXPECT_EQ(*Quarter(8), 2);
+  auto r = Quarter(6);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().Context("quartering").message, "quartering: odd");
+}
+
+TEST(SecretString, CopiesAndMovesKeepValue) {
+  SecretString a("hunter2");
+  SecretString b = a;
+  SecretString c = std::move(a);
+  EXPECT_EQ(b.reveal(), "hunter2");
+  EXPECT_EQ(c.reveal(), "hunter2");
+  EXPECT_TRUE(a.empty());  // NOLINT(bugprone-use-after-move): moved-from is wiped
+}
+
+TEST(File, AtomicWriteReplacesWholeAndReadRespectsLimit) {
+  auto dir = std::filesystem::temp_directory_path() / ("devid-core-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::string path = (dir / "f").string();
+  ASSERT_TRUE(WriteFileAtomic(path, AsBytes("first")).ok());
+  ASSERT_TRUE(WriteFileAtomic(path, AsBytes("second")).ok());
+  auto r = ReadFile(path);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(AsString(*r), "second");
+  EXPECT_EQ(ReadFile(path, 3).error().code, ErrorCode::kInvalidInput);
+  EXPECT_EQ(ReadFile((dir / "missing").string()).error().code, ErrorCode::kIo);
+  // No temporary files are left behind.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator()), 1);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Time, FormatsUtc) { EXPECT_EQ(FormatUtc(0), "1970-01-01T00:00:00Z"); }
+
+}  // namespace
+}  // namespace devid

@@ -1,1 +1,247 @@
 #include <gtest/gtest.h>
+
+#include "core/time.h"
+#include "crypto/certificate.h"
+#include "crypto/crl.h"
+#include "crypto/csr.h"
+#include "crypto/key.h"
+#include "crypto/name.h"
+#include "crypto/verify.h"
+
+namespace devid::crypto {
+namespace {
+
+DistinguishedName Dn(std::string_view s) {
+  auto r = DistinguishedName::Parse(s);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+  return std::move(r).value();
+}
+
+PrivateKey Key(KeyType t = KeyType::kEcP256) { return std::move(PrivateKey::Generate(t)).value(); }
+
+struct Ca {
+  PrivateKey key;
+  Certificate cert;
+};
+
+Ca MakeRoot(KeyType t = KeyType::kEcP256) {
+  PrivateKey key = Key(t);
+  CertificateBuilder b;
+  EXPECT_TRUE(b.SetSerial(Bytes{0x01, 0x02}).ok());
+  EXPECT_TRUE(b.SetSubject(Dn("CN=Test Root,O=Test")).ok());
+  EXPECT_TRUE(b.SetSelfIssued().ok());
+  int64_t now = NowUnix();
+  EXPECT_TRUE(b.SetValidity(now - 60, now + 86400).ok());
+  EXPECT_TRUE(b.SetPublicKey(key).ok());
+  EXPECT_TRUE(b.AddBasicConstraints(true, std::nullopt).ok());
+  EXPECT_TRUE(b.AddKeyUsage({KeyUsageBit::kKeyCertSign, KeyUsageBit::kCrlSign}).ok());
+  auto cert = b.Sign(key);
+  EXPECT_TRUE(cert.ok()) << cert.error().message;
+  return Ca{std::move(key), std::move(cert).value()};
+}
+
+Certificate IssueLeaf(const Ca& ca, const CertificateRequest& csr, Bytes serial) {
+  CertificateBuilder b;
+  EXPECT_TRUE(b.SetSerial(serial).ok());
+  EXPECT_TRUE(b.SetSubject(*csr.subject()).ok());
+  EXPECT_TRUE(b.SetIssuer(ca.cert).ok());
+  int64_t now = NowUnix();
+  EXPECT_TRUE(b.SetValidity(now - 60, now + 3600).ok());
+  EXPECT_TRUE(b.SetPublicKey(csr).ok());
+  EXPECT_TRUE(b.AddBasicConstraints(false, std::nullopt).ok());
+  EXPECT_TRUE(b.AddKeyUsage({KeyUsageBit::kDigitalSignature}).ok());
+  EXPECT_TRUE(b.AddExtendedKeyUsage({"clientAuth"}).ok());
+  auto cert = b.Sign(ca.key);
+  EXPECT_TRUE(cert.ok()) << cert.error().message;
+  return std::move(cert).value();
+}
+
+TEST(Keys, GenerateDescribeAndRoundTripEncryptedPkcs8) {
+  for (KeyType t : {KeyType::kEcP256, KeyType::kEcP384, KeyType::kRsa3072}) {
+    PrivateKey k = Key(t);
+    EXPECT_EQ(k.algorithm().name, KeyTypeName(t));
+    SecretString pass("correct horse");
+    auto pem = k.ToPkcs8Pem(&pass);
+    ASSERT_TRUE(pem.ok());
+    EXPECT_NE(pem->find("ENCRYPTED PRIVATE KEY"), std::string::npos);
+    auto back = PrivateKey::FromPem(*pem, &pass);
+    ASSERT_TRUE(back.ok()) << back.error().message;
+    EXPECT_EQ(*back->PublicKeyDer(), *k.PublicKeyDer());
+  }
+}
+
+TEST(Keys, WrongOrMissingPassphraseIsAnAuthError) {
+  PrivateKey k = Key();
+  SecretString pass("right");
+  SecretString wrong("wrong");
+  std::string pem = *k.ToPkcs8Pem(&pass);
+  EXPECT_EQ(PrivateKey::FromPem(pem, &wrong).error().code, ErrorCode::kAuth);
+  EXPECT_EQ(PrivateKey::FromPem(pem, nullptr).error().code, ErrorCode::kAuth);
+  std::string clear = *k.ToPkcs8Pem(nullptr);
+  EXPECT_NE(clear.find("BEGIN PRIVATE KEY"), std::string::npos);
+  EXPECT_TRUE(PrivateKey::FromPem(clear, nullptr).ok());
+}
+
+TEST(Keys, PublicKeyDerRoundTrip) {
+  PrivateKey k = Key(KeyType::kEcP384);
+  auto pub = PublicKey::FromDer(*k.PublicKeyDer());
+  ASSERT_TRUE(pub.ok());
+  EXPECT_EQ(pub->algorithm().name, "P-384");
+  Bytes der = *k.PublicKeyDer();
+  der.push_back(0);
+  EXPECT_EQ(PublicKey::FromDer(der).error().code, ErrorCode::kInvalidInput);
+}
+
+TEST(Names, ParseEscapesAndRejects) {
+  auto dn = DistinguishedName::Parse("CN=Device\\, one,O=Acme, C=CH");
+  ASSERT_TRUE(dn.ok()) << dn.error().message;
+  ASSERT_EQ(dn->attributes().size(), 3u);
+  EXPECT_EQ(dn->attributes()[0].value, "Device, one");
+  EXPECT_EQ(dn->attributes()[2].type, "C");
+  EXPECT_EQ(dn->ToString(), "CN=Device\\, one, O=Acme, C=CH");
+  EXPECT_FALSE(DistinguishedName::Parse("").ok());
+  EXPECT_FALSE(DistinguishedName::Parse("CN").ok());
+  EXPECT_FALSE(DistinguishedName::Parse("XX=1").ok());
+  EXPECT_FALSE(DistinguishedName::Parse("C=Switzerland").ok());  // C is two letters
+  EXPECT_EQ(*CanonicalAttributeType("commonName"), "CN");
+}
+
+TEST(Names, GeneralNamesRoundTripIncludingHardwareModuleName) {
+  std::vector<GeneralName> sans = {
+      *GeneralName::Parse("dns:device.example"),
+      *GeneralName::Parse("uri:urn:dev:1"),
+      *GeneralName::Parse("ip:192.0.2.1"),
+      *GeneralName::Parse("hardwareModuleName:1.3.6.1.4.1.99999.1:0A0B0C"),
+  };
+  auto gns = ToGeneralNames(sans);
+  ASSERT_TRUE(gns.ok()) << gns.error().message;
+  auto back = FromGeneralNames(gns->get());
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(*back, sans);
+  EXPECT_EQ(sans[3].ToString(), "hardwareModuleName:1.3.6.1.4.1.99999.1:0A0B0C");
+  EXPECT_FALSE(GeneralName::Parse("ip:not-an-ip").ok());
+  EXPECT_FALSE(GeneralName::Parse("foo:bar").ok());
+  EXPECT_FALSE(GeneralName::Parse("hardwareModuleName:notanoid:00").ok());
+}
+
+TEST(Csr, ParsesPemAndDerAndChecksProofOfPossession) {
+  PrivateKey k = Key();
+  auto csr = MakeCertificateRequest(k, Dn("CN=dev-1,O=Acme"), {*GeneralName::Parse("dns:dev-1.example")});
+  ASSERT_TRUE(csr.ok()) << csr.error().message;
+  Bytes der = *csr->ToDer();
+  auto parsed = CertificateRequest::Parse(der);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_TRUE(parsed->VerifyProofOfPossession().ok());
+  EXPECT_EQ(parsed->key_algorithm().name, "P-256");
+  EXPECT_EQ(parsed->subject()->ToString(), "CN=dev-1, O=Acme");
+  auto sans = parsed->RequestedSubjectAltNames();
+  ASSERT_TRUE(sans.ok());
+  ASSERT_EQ(sans->size(), 1u);
+  EXPECT_EQ((*sans)[0].value, "dev-1.example");
+
+  // The last byte is inside the signature: it still parses, and must not verify.
+  Bytes tampered = der;
+  tampered.back() ^= 0x01;
+  auto bad = CertificateRequest::Parse(tampered);
+  ASSERT_TRUE(bad.ok());
+  auto pop = bad->VerifyProofOfPossession();
+  ASSERT_FALSE(pop.ok());
+  EXPECT_EQ(pop.error().code, ErrorCode::kVerification);
+}
+
+TEST(Csr, RejectsTruncatedGarbageAndTrailingBytes) {
+  PrivateKey k = Key();
+  Bytes der = *MakeCertificateRequest(k, Dn("CN=x"), {})->ToDer();
+  Bytes truncated(der.begin(), der.begin() + static_cast<long>(der.size() / 2));
+  EXPECT_EQ(CertificateRequest::Parse(truncated).error().code, ErrorCode::kInvalidInput);
+  EXPECT_EQ(CertificateRequest::Parse(AsBytes("garbage garbage")).error().code, ErrorCode::kInvalidInput);
+  EXPECT_EQ(CertificateRequest::Parse(AsBytes("-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n")).error().code,
+            ErrorCode::kInvalidInput);
+  Bytes trailing = der;
+  trailing.push_back(0x00);
+  EXPECT_EQ(CertificateRequest::Parse(trailing).error().code, ErrorCode::kInvalidInput);
+  EXPECT_EQ(CertificateRequest::Parse(Bytes{}).error().code, ErrorCode::kInvalidInput);
+}
+
+TEST(Certificate, BuilderCopiesCsrKeyAndChainVerifiesStrictly) {
+  Ca root = MakeRoot();
+  EXPECT_TRUE(root.cert.is_ca());
+  PrivateKey k = Key();
+  auto csr = MakeCertificateRequest(k, Dn("CN=dev-1"), {});
+  ASSERT_TRUE(csr.ok());
+  Certificate leaf = IssueLeaf(root, *csr, Bytes{0x42});
+  EXPECT_EQ(leaf.SerialHex(), "42");
+  EXPECT_FALSE(leaf.is_ca());
+  // The public key in the certificate is the CSR's, byte for byte.
+  EXPECT_EQ(*leaf.public_key()->ToDer(), *k.PublicKeyDer());
+  EXPECT_TRUE(VerifyChain(leaf, {}, {root.cert}, {}, {}).ok());
+  // PEM and DER round trips.
+  auto again = Certificate::Parse(AsBytes(*leaf.ToPem()));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again->ToDer(), *leaf.ToDer());
+  // An unrelated root does not anchor it.
+  Ca other = MakeRoot();
+  auto r = VerifyChain(leaf, {}, {other.cert}, {}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kVerification);
+}
+
+TEST(Certificate, ParsePemChainKeepsOrderAndRejectsGarbage) {
+  Ca a = MakeRoot();
+  Ca b = MakeRoot(KeyType::kEcP384);
+  std::string pem = *a.cert.ToPem() + *b.cert.ToPem();
+  auto chain = Certificate::ParsePemChain(AsBytes(pem));
+  ASSERT_TRUE(chain.ok());
+  ASSERT_EQ(chain->size(), 2u);
+  EXPECT_EQ((*chain)[1].key_algorithm().name, "P-384");
+  EXPECT_FALSE(Certificate::ParsePemChain(AsBytes("nothing here")).ok());
+  Bytes der = *a.cert.ToDer();
+  der.resize(der.size() - 5);
+  EXPECT_EQ(Certificate::Parse(der).error().code, ErrorCode::kInvalidInput);
+}
+
+TEST(Crl, RevokedLeafFailsVerificationWithCrlCheck) {
+  Ca root = MakeRoot();
+  PrivateKey k = Key();
+  auto csr = MakeCertificateRequest(k, Dn("CN=dev-1"), {});
+  Certificate leaf = IssueLeaf(root, *csr, Bytes{0x10, 0x20});
+  int64_t now = NowUnix();
+  auto empty = BuildCrl(root.cert, root.key, {1, now, now + 3600, {}});
+  ASSERT_TRUE(empty.ok()) << empty.error().message;
+  EXPECT_EQ(empty->NumberHex(), "01");
+  VerifyOptions with_crl;
+  with_crl.check_crls = true;
+  EXPECT_TRUE(VerifyChain(leaf, {}, {root.cert}, {*empty}, with_crl).ok());
+  // Without any CRL, a CRL check must fail (no silent pass).
+  EXPECT_FALSE(VerifyChain(leaf, {}, {root.cert}, {}, with_crl).ok());
+
+  auto revoked = BuildCrl(root.cert, root.key,
+                          {2, now, now + 3600, {{Bytes{0x10, 0x20}, now - 10, RevocationReason::kKeyCompromise}}});
+  ASSERT_TRUE(revoked.ok());
+  EXPECT_EQ(revoked->revoked_count(), 1u);
+  auto r = VerifyChain(leaf, {}, {root.cert}, {*revoked}, with_crl);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("revoked"), std::string::npos) << r.error().message;
+  // Round trip through DER.
+  auto parsed = Crl::Parse(*revoked->ToDer());
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->NumberHex(), "02");
+}
+
+TEST(Crl, ReasonsParseAndRefuseHold) {
+  EXPECT_EQ(*ParseRevocationReason("keyCompromise"), RevocationReason::kKeyCompromise);
+  EXPECT_EQ(*ParseRevocationReason("KEYCOMPROMISE"), RevocationReason::kKeyCompromise);
+  EXPECT_FALSE(ParseRevocationReason("certificateHold").ok());
+  EXPECT_FALSE(ParseRevocationReason("bogus").ok());
+  EXPECT_FALSE(RevocationReasonFromCode(7).ok());
+}
+
+TEST(Random, BytesDiffer) {
+  auto a = RandomBytes(16);
+  auto b = RandomBytes(16);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(*a, *b);
+}
+
+}  // namespace
+}  // namespace devid::crypto
