@@ -174,14 +174,17 @@ Result<crypto::Crl> SigningCa::MakeCrl(int next_update_days, std::optional<int64
 }
 
 Result<store::CaRecord> Hierarchy::InitRoot(const std::string& org_name, const CaOptions& options) {
+  if (org_name.empty() || org_name.size() > 128) {
+    return MakeError(ErrorCode::kInvalidInput, "organization name must be 1-128 characters");
+  }
   auto org = store_.GetOrganization(org_name);
-  if (!org.ok() && org.error().code == ErrorCode::kNotFound) org = store_.CreateOrganization(org_name);
-  if (!org.ok()) return org.error();
-  auto existing = store_.GetCa(org->id, std::string(kRootCaName));
-  if (existing.ok()) {
+  if (org.ok() && store_.GetCa(org->id, std::string(kRootCaName)).ok()) {
     return MakeError(ErrorCode::kAlreadyExists, "organization '" + org_name + "' already has a root CA");
   }
-  return CreateCa(*org, std::string(kRootCaName), options, nullptr);
+  if (!org.ok() && org.error().code != ErrorCode::kNotFound) return org.error();
+  // The organization is created with its root, in one transaction (store::CreateRootCa).
+  store::Organization pending{0, org_name, 0};
+  return CreateCa(org.ok() ? *org : pending, std::string(kRootCaName), options, nullptr);
 }
 
 Result<store::CaRecord> Hierarchy::InitIssuing(const std::string& org_name, const std::string& name,
@@ -236,7 +239,9 @@ Result<store::CaRecord> Hierarchy::CreateCa(const store::Organization& org, cons
   ca.ocsp_url = options.ocsp_url;
   // A root records its own certificate under itself (ca_id 0 = the new CA).
   int64_t issuer_id = parent != nullptr ? parent->record_.id : 0;
-  auto result = store_.CreateCa(org.id, ca, RecordFor(cert, issuer_id, subject.ToString(), profile.name, der));
+  store::NewCertificate record = RecordFor(cert, issuer_id, subject.ToString(), profile.name, der);
+  auto result = parent != nullptr ? store_.CreateCa(org.id, ca, std::move(record))
+                                  : store_.CreateRootCa(org.name, ca, std::move(record));
   SecureZero(ca.key_pem.data(), ca.key_pem.size());
   return result;
 }

@@ -128,18 +128,30 @@ int64_t Certificate::not_after() const {
 bool Certificate::is_ca() const { return X509_check_ca(x509_.get()) >= 1; }
 
 KeyAlgorithm Certificate::key_algorithm() const {
-  EVP_PKEY* key = X509_get0_pubkey(x509_.get());
-  if (key == nullptr) {
-    ClearOpenSslErrors();
-    return KeyAlgorithm{std::nullopt, "undecodable"};
-  }
-  return DescribeKey(key);
+  auto key = public_key();
+  if (!key.ok()) return KeyAlgorithm{std::nullopt, "undecodable"};
+  return key->algorithm();
+}
+
+bool Certificate::has_decoded_key() const {
+  if (X509_get0_pubkey(x509_.get()) != nullptr) return true;
+  ClearOpenSslErrors();
+  return false;
 }
 
 Result<PublicKey> Certificate::public_key() const {
-  EVP_PKEY* key = X509_get_pubkey(x509_.get());
-  if (key == nullptr) return OpenSslError("decoding the certificate's public key", ErrorCode::kInvalidInput);
-  return PublicKey(UniquePtr<EVP_PKEY>(key));
+  if (has_decoded_key()) {
+    EVP_PKEY* key = X509_get_pubkey(x509_.get());
+    return PublicKey(UniquePtr<EVP_PKEY>(key));
+  }
+  // Built by devid from key bits (see spki.h): decode on demand.
+  X509_PUBKEY* pub = X509_get_X509_PUBKEY(x509_.get());
+  int n = i2d_X509_PUBKEY(pub, nullptr);
+  if (n <= 0) return OpenSslError("encoding the certificate's public key");
+  Bytes der(static_cast<size_t>(n));
+  unsigned char* p = der.data();
+  i2d_X509_PUBKEY(pub, &p);
+  return PublicKey::FromDer(der);
 }
 
 Result<std::vector<GeneralName>> Certificate::SubjectAltNames() const {
@@ -250,48 +262,13 @@ Status CertificateBuilder::SetValidity(int64_t not_before, int64_t not_after) {
 }
 
 Status CertificateBuilder::SetPublicKey(const CertificateRequest& csr) {
-  // Copy algorithm + BIT STRING; decoding the key and re-encoding it is the
-  // slow part of the naive pipeline on OpenSSL 3.
-  X509_PUBKEY* from = X509_REQ_get_X509_PUBKEY(csr.get());
-  ASN1_OBJECT* alg_obj = nullptr;
-  const unsigned char* pk = nullptr;
-  int pk_len = 0;
-  X509_ALGOR* alg = nullptr;
-  if (from == nullptr || X509_PUBKEY_get0_param(&alg_obj, &pk, &pk_len, &alg, from) != 1) {
-    return OpenSslError("reading the CSR's public key");
-  }
-  const ASN1_OBJECT* obj = nullptr;
-  int ptype = 0;
-  const void* pval = nullptr;
-  X509_ALGOR_get0(&obj, &ptype, &pval, alg);
-  UniquePtr<ASN1_OBJECT> obj_copy(OBJ_dup(obj));
-  void* pval_copy = nullptr;
-  if (ptype == V_ASN1_OBJECT) {
-    pval_copy = OBJ_dup(static_cast<const ASN1_OBJECT*>(pval));
-  } else if (ptype == V_ASN1_SEQUENCE || ptype == V_ASN1_OCTET_STRING) {
-    pval_copy = ASN1_STRING_dup(static_cast<const ASN1_STRING*>(pval));
-  } else if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF) {
-    return MakeError(ErrorCode::kInvalidInput, "unsupported public key parameters in CSR");
-  }
-  auto* pk_copy = static_cast<unsigned char*>(OPENSSL_memdup(pk, static_cast<size_t>(pk_len)));
-  if (!obj_copy || (pval != nullptr && pval_copy == nullptr && ptype != V_ASN1_NULL) || pk_copy == nullptr) {
-    OPENSSL_free(pk_copy);
-    return OpenSslError("copying the public key");
-  }
-  if (X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x509_.get()), obj_copy.get(), ptype, pval_copy,
-                             pk_copy, pk_len) != 1) {
-    OPENSSL_free(pk_copy);
-    return OpenSslError("setting the public key");
-  }
-  obj_copy.release();
-  key_copied_ = true;
-  return {};
+  // The request's algorithm and key bits as they are: no key decode, no encode.
+  return csr.public_key().CopyTo(X509_get_X509_PUBKEY(x509_.get()));
 }
 
 Status CertificateBuilder::SetPublicKey(const PrivateKey& key) {
-  if (X509_set_pubkey(x509_.get(), key.get()) != 1) return OpenSslError("setting the public key");
-  key_copied_ = false;
-  return {};
+  DEVID_ASSIGN_OR_RETURN(SubjectPublicKeyInfo spki, SubjectPublicKeyInfo::FromKey(key.get()));
+  return spki.CopyTo(X509_get_X509_PUBKEY(x509_.get()));
 }
 
 Status CertificateBuilder::AddExtension(int nid, bool critical, void* value) {
@@ -407,13 +384,6 @@ Result<Certificate> CertificateBuilder::Sign(const PrivateKey& key) {
   UniquePtr<X509> done = std::move(x509_);
   x509_.reset(X509_new());
   ok_ = x509_ != nullptr && X509_set_version(x509_.get(), X509_VERSION_3) == 1;
-  if (key_copied_) {
-    // OpenSSL 3 decodes a public key only when it parses DER; give callers a
-    // certificate object whose key is usable (verification, public_key()).
-    key_copied_ = false;
-    DEVID_ASSIGN_OR_RETURN(Bytes der, Certificate(std::move(done)).ToDer());
-    return Certificate::Parse(der);
-  }
   return Certificate(std::move(done));
 }
 

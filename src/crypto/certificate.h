@@ -39,6 +39,9 @@ class Certificate {
   bool is_ca() const;
   KeyAlgorithm key_algorithm() const;
   Result<PublicKey> public_key() const;
+  // False for certificates devid has just built from key bits: OpenSSL 3 decodes
+  // a public key only when it parses DER. public_key() and VerifyChain cope.
+  bool has_decoded_key() const;
   Result<std::vector<GeneralName>> SubjectAltNames() const;
   // SHA-256 over the DER encoding, hex.
   Result<std::string> FingerprintSha256() const;
@@ -75,7 +78,7 @@ class CertificateBuilder {
   // Self-signed: issuer name = subject (call after SetSubject); AKI = own SKI.
   Status SetSelfIssued();
   Status SetValidity(int64_t not_before, int64_t not_after);
-  // Copies the request's SubjectPublicKeyInfo bytes as they are (no key re-encoding).
+  // Copies the request's SubjectPublicKeyInfo as it is (no key decode or re-encoding).
   Status SetPublicKey(const CertificateRequest& csr);
   Status SetPublicKey(const PrivateKey& key);
 
@@ -94,7 +97,6 @@ class CertificateBuilder {
   UniquePtr<X509> x509_;
   Bytes authority_key_id_;
   bool self_issued_ = false;
-  bool key_copied_ = false;  // SPKI copied as bytes: the X509 holds no decoded key yet
   bool ok_ = true;
 };
 

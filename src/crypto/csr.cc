@@ -1,39 +1,163 @@
 #include "crypto/csr.h"
 
+#include <openssl/objects.h>
 #include <openssl/pem.h>
+
+#include <cstring>
 
 #include "crypto/error.h"
 
 namespace devid::crypto {
 
+namespace {
+
+Error Malformed(const std::string& what) {
+  ClearOpenSslErrors();
+  return MakeError(ErrorCode::kInvalidInput, "malformed CSR: " + what);
+}
+
+// One DER element: where it starts, its content, where it ends.
+struct Element {
+  const uint8_t* start;
+  const uint8_t* content;
+  const uint8_t* end;
+  int tag;
+  int cls;
+  bool constructed;
+  ByteView whole() const { return {start, static_cast<size_t>(end - start)}; }
+  ByteView body() const { return {content, static_cast<size_t>(end - content)}; }
+};
+
+Result<Element> Next(const uint8_t*& p, const uint8_t* end, const char* what) {
+  if (p >= end) return Malformed(std::string("missing ") + what);
+  Element e{};
+  e.start = p;
+  long len = 0;
+  const unsigned char* q = p;
+  int r = ASN1_get_object(&q, &len, &e.tag, &e.cls, end - p);
+  // 0x80: error; 0x01 with V_ASN1_CONSTRUCTED: indefinite length (BER, not DER).
+  if ((r & 0x80) != 0 || (r & 0x01) != 0) return Malformed(std::string("bad encoding of ") + what);
+  e.constructed = (r & V_ASN1_CONSTRUCTED) != 0;
+  e.content = q;
+  e.end = q + len;
+  p = e.end;
+  return e;
+}
+
+Result<Element> Expect(const uint8_t*& p, const uint8_t* end, int tag, bool constructed, const char* what) {
+  DEVID_ASSIGN_OR_RETURN(Element e, Next(p, end, what));
+  if (e.cls != V_ASN1_UNIVERSAL || e.tag != tag || e.constructed != constructed) {
+    return Malformed(std::string("unexpected element where ") + what + " belongs");
+  }
+  return e;
+}
+
+Result<Bytes> PemToDer(ByteView data) {
+  UniquePtr<BIO> bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
+  if (!bio) return OpenSslError("allocating BIO");
+  char* name = nullptr;
+  char* header = nullptr;
+  unsigned char* der = nullptr;
+  long len = 0;
+  if (PEM_read_bio(bio.get(), &name, &header, &der, &len) != 1) {
+    return OpenSslError("parsing PEM CSR", ErrorCode::kInvalidInput);
+  }
+  UniquePtr<char> n(name);
+  UniquePtr<char> h(header);
+  UniquePtr<unsigned char> d(der);
+  if (std::strcmp(name, "CERTIFICATE REQUEST") != 0 && std::strcmp(name, "NEW CERTIFICATE REQUEST") != 0) {
+    return MakeError(ErrorCode::kInvalidInput, std::string("PEM block is '") + name + "', not a CERTIFICATE REQUEST");
+  }
+  return Bytes(der, der + len);
+}
+
+}  // namespace
+
 Result<CertificateRequest> CertificateRequest::Parse(ByteView data) {
   if (data.empty()) return MakeError(ErrorCode::kInvalidInput, "the CSR is empty");
-  X509_REQ* raw = nullptr;
+  Bytes der;
   if (LooksLikePem(data)) {
-    UniquePtr<BIO> bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
-    if (!bio) return OpenSslError("allocating BIO");
-    raw = PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr);
-    if (raw == nullptr) return OpenSslError("parsing PEM CSR", ErrorCode::kInvalidInput);
+    DEVID_ASSIGN_OR_RETURN(der, PemToDer(data));
   } else {
-    const unsigned char* p = data.data();
-    raw = d2i_X509_REQ(nullptr, &p, static_cast<long>(data.size()));
-    if (raw == nullptr) return OpenSslError("parsing DER CSR", ErrorCode::kInvalidInput);
-    if (p != data.data() + data.size()) {
-      X509_REQ_free(raw);
-      return MakeError(ErrorCode::kInvalidInput, "parsing DER CSR: trailing bytes after the request");
+    der.assign(data.begin(), data.end());
+  }
+  const uint8_t* p = der.data();
+  const uint8_t* end = der.data() + der.size();
+  DEVID_ASSIGN_OR_RETURN(Element outer, Expect(p, end, V_ASN1_SEQUENCE, true, "CertificationRequest"));
+  if (outer.end != end) return Malformed("trailing bytes after the request");
+
+  const uint8_t* q = outer.content;
+  DEVID_ASSIGN_OR_RETURN(Element info, Expect(q, outer.end, V_ASN1_SEQUENCE, true, "certificationRequestInfo"));
+  DEVID_ASSIGN_OR_RETURN(Element sig_alg, Expect(q, outer.end, V_ASN1_SEQUENCE, true, "signatureAlgorithm"));
+  DEVID_ASSIGN_OR_RETURN(Element sig, Expect(q, outer.end, V_ASN1_BIT_STRING, false, "signature"));
+  if (q != outer.end) return Malformed("extra elements after the signature");
+
+  const uint8_t* i = info.content;
+  DEVID_ASSIGN_OR_RETURN(Element version, Expect(i, info.end, V_ASN1_INTEGER, false, "version"));
+  if (version.body().size() != 1 || version.body()[0] != 0) return Malformed("version is not v1 (0)");
+  DEVID_ASSIGN_OR_RETURN(Element subject, Expect(i, info.end, V_ASN1_SEQUENCE, true, "subject"));
+  DEVID_ASSIGN_OR_RETURN(Element spki, Expect(i, info.end, V_ASN1_SEQUENCE, true, "subjectPKInfo"));
+  ByteView attributes;
+  if (i != info.end) {
+    DEVID_ASSIGN_OR_RETURN(Element attrs, Next(i, info.end, "attributes"));
+    if (attrs.cls != V_ASN1_CONTEXT_SPECIFIC || attrs.tag != 0 || !attrs.constructed) {
+      return Malformed("attributes are not [0] IMPLICIT SET");
     }
+    attributes = attrs.body();
   }
-  UniquePtr<X509_REQ> req(raw);
-  if (X509_REQ_get0_pubkey(req.get()) == nullptr) {
-    return OpenSslError("the CSR's public key cannot be decoded", ErrorCode::kInvalidInput);
-  }
-  return CertificateRequest(std::move(req));
+  if (i != info.end) return Malformed("extra elements in certificationRequestInfo");
+
+  auto key = SubjectPublicKeyInfo::Parse(spki.whole());
+  if (!key.ok()) return Malformed("subjectPKInfo: " + key.error().message);
+  const unsigned char* s = subject.start;
+  UniquePtr<X509_NAME> name(d2i_X509_NAME(nullptr, &s, subject.end - subject.start));
+  if (!name || s != subject.end) return Malformed("subject name");
+  s = sig_alg.start;
+  UniquePtr<X509_ALGOR> alg(d2i_X509_ALGOR(nullptr, &s, sig_alg.end - sig_alg.start));
+  if (!alg || s != sig_alg.end) return Malformed("signatureAlgorithm");
+  s = sig.start;
+  UniquePtr<ASN1_STRING> signature(d2i_ASN1_BIT_STRING(nullptr, &s, sig.end - sig.start));
+  if (!signature || s != sig.end) return Malformed("signature");
+
+  auto offset = [&](ByteView v) { return std::make_pair(static_cast<size_t>(v.data() - der.data()), v.size()); };
+  std::pair<size_t, size_t> info_range = offset(info.whole());
+  std::pair<size_t, size_t> attributes_range = attributes.empty() ? std::make_pair(size_t{0}, size_t{0}) : offset(attributes);
+  CertificateRequest req(std::move(der), std::move(key).value());
+  req.info_ = info_range;
+  req.attributes_ = attributes_range;
+  req.subject_ = std::move(name);
+  req.signature_algorithm_ = std::move(alg);
+  req.signature_ = std::move(signature);
+  return req;
 }
 
 Status CertificateRequest::VerifyProofOfPossession() const {
-  EVP_PKEY* key = X509_REQ_get0_pubkey(req_.get());
-  if (key == nullptr) return OpenSslError("the CSR's public key cannot be decoded", ErrorCode::kInvalidInput);
-  int r = X509_REQ_verify(req_.get(), key);
+  int md_nid = NID_undef;
+  int pkey_nid = NID_undef;
+  const ASN1_OBJECT* sig_obj = nullptr;
+  X509_ALGOR_get0(&sig_obj, nullptr, nullptr, signature_algorithm_.get());
+  const ASN1_OBJECT* key_obj = nullptr;
+  X509_ALGOR_get0(&key_obj, nullptr, nullptr, public_key_.algorithm_identifier());
+  if (OBJ_find_sigid_algs(OBJ_obj2nid(sig_obj), &md_nid, &pkey_nid) != 1 || md_nid == NID_undef) {
+    return MakeError(ErrorCode::kInvalidInput, "the CSR's signature algorithm is not supported");
+  }
+  if (pkey_nid != OBJ_obj2nid(key_obj)) {
+    return MakeError(ErrorCode::kVerification, "the CSR's signature algorithm does not match its key");
+  }
+  // DER signatures are whole bytes: a BIT STRING with unused bits is malformed.
+  if ((signature_->flags & 0x07) != 0 && (signature_->flags & ASN1_STRING_FLAG_BITS_LEFT) != 0) {
+    return MakeError(ErrorCode::kInvalidInput, "malformed CSR signature");
+  }
+  const EVP_MD* md = EVP_get_digestbynid(md_nid);
+  if (md == nullptr) return MakeError(ErrorCode::kInvalidInput, "the CSR's digest is not supported");
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<EVP_PKEY> key, public_key_.Decode());
+  UniquePtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, md, nullptr, key.get()) != 1) {
+    return OpenSslError("preparing CSR signature check");
+  }
+  ByteView info = Slice(info_);
+  int r = EVP_DigestVerify(ctx.get(), ASN1_STRING_get0_data(signature_.get()),
+                           static_cast<size_t>(ASN1_STRING_length(signature_.get())), info.data(), info.size());
   if (r != 1) {
     ClearOpenSslErrors();
     return MakeError(ErrorCode::kVerification, "CSR signature does not verify with its own key");
@@ -41,55 +165,53 @@ Status CertificateRequest::VerifyProofOfPossession() const {
   return {};
 }
 
-KeyAlgorithm CertificateRequest::key_algorithm() const {
-  return DescribeKey(X509_REQ_get0_pubkey(req_.get()));
-}
-
 Result<DistinguishedName> CertificateRequest::subject() const {
-  return DistinguishedName::FromX509Name(X509_REQ_get_subject_name(req_.get()));
+  return DistinguishedName::FromX509Name(subject_.get());
 }
 
 Result<std::vector<GeneralName>> CertificateRequest::RequestedSubjectAltNames() const {
-  STACK_OF(X509_EXTENSION)* raw = X509_REQ_get_extensions(req_.get());
   std::vector<GeneralName> out;
-  if (raw == nullptr) {
-    ClearOpenSslErrors();
-    return out;
+  ByteView attributes = Slice(attributes_);
+  const uint8_t* p = attributes.data();
+  const uint8_t* end = attributes.data() + attributes.size();
+  while (p < end) {
+    const unsigned char* q = p;
+    UniquePtr<X509_ATTRIBUTE> attr(d2i_X509_ATTRIBUTE(nullptr, &q, end - p));
+    if (!attr) return Malformed("attribute");
+    p = q;
+    if (OBJ_obj2nid(X509_ATTRIBUTE_get0_object(attr.get())) != NID_ext_req) continue;
+    if (X509_ATTRIBUTE_count(attr.get()) != 1) return Malformed("extensionRequest must have one value");
+    const ASN1_TYPE* value = X509_ATTRIBUTE_get0_type(attr.get(), 0);
+    if (value == nullptr || value->type != V_ASN1_SEQUENCE) return Malformed("extensionRequest value");
+    const unsigned char* e = ASN1_STRING_get0_data(value->value.sequence);
+    long elen = ASN1_STRING_length(value->value.sequence);
+    UniquePtr<STACK_OF(X509_EXTENSION)> exts(d2i_X509_EXTENSIONS(nullptr, &e, elen));
+    if (!exts) return Malformed("requested extensions");
+    int crit = 0;
+    void* decoded = X509V3_get_d2i(exts.get(), NID_subject_alt_name, &crit, nullptr);
+    if (decoded == nullptr) {
+      if (crit == -2) return Malformed("subjectAltName requested twice");
+      if (crit >= 0) return Malformed("requested subjectAltName");
+      ClearOpenSslErrors();
+      continue;
+    }
+    UniquePtr<GENERAL_NAMES> names(static_cast<GENERAL_NAMES*>(decoded));
+    DEVID_ASSIGN_OR_RETURN(std::vector<GeneralName> more, FromGeneralNames(names.get()));
+    out.insert(out.end(), more.begin(), more.end());
   }
-  UniquePtr<STACK_OF(X509_EXTENSION)> owned(raw);
-  int crit = 0;
-  int idx = -1;
-  void* decoded = X509V3_get_d2i(raw, NID_subject_alt_name, &crit, &idx);
-  if (decoded == nullptr) {
-    if (crit == -2) return MakeError(ErrorCode::kInvalidInput, "the CSR requests subjectAltName twice");
-    if (crit >= 0) return OpenSslError("decoding the CSR's subjectAltName", ErrorCode::kInvalidInput);
-    ClearOpenSslErrors();
-    return out;
-  }
-  UniquePtr<GENERAL_NAMES> names(static_cast<GENERAL_NAMES*>(decoded));
-  return FromGeneralNames(names.get());
-}
-
-Result<Bytes> CertificateRequest::ToDer() const {
-  int len = i2d_X509_REQ(req_.get(), nullptr);
-  if (len <= 0) return OpenSslError("encoding CSR");
-  Bytes out(static_cast<size_t>(len));
-  unsigned char* p = out.data();
-  i2d_X509_REQ(req_.get(), &p);
   return out;
 }
 
-Result<CertificateRequest> MakeCertificateRequest(const PrivateKey& key,
-                                                  const DistinguishedName& subject,
+Result<CertificateRequest> MakeCertificateRequest(const PrivateKey& key, const DistinguishedName& subject,
                                                   const std::vector<GeneralName>& sans) {
   UniquePtr<X509_REQ> req(X509_REQ_new());
   if (!req) return OpenSslError("allocating X509_REQ");
   DEVID_ASSIGN_OR_RETURN(UniquePtr<X509_NAME> name, subject.ToX509Name());
-  if (X509_REQ_set_version(req.get(), 0) != 1 ||
-      X509_REQ_set_subject_name(req.get(), name.get()) != 1 ||
-      X509_REQ_set_pubkey(req.get(), key.get()) != 1) {
+  DEVID_ASSIGN_OR_RETURN(SubjectPublicKeyInfo spki, SubjectPublicKeyInfo::FromKey(key.get()));
+  if (X509_REQ_set_version(req.get(), 0) != 1 || X509_REQ_set_subject_name(req.get(), name.get()) != 1) {
     return OpenSslError("building CSR");
   }
+  DEVID_TRY(spki.CopyTo(X509_REQ_get_X509_PUBKEY(req.get())));
   if (!sans.empty()) {
     DEVID_ASSIGN_OR_RETURN(UniquePtr<GENERAL_NAMES> gns, ToGeneralNames(sans));
     UniquePtr<STACK_OF(X509_EXTENSION)> exts(sk_X509_EXTENSION_new_null());
@@ -103,7 +225,12 @@ Result<CertificateRequest> MakeCertificateRequest(const PrivateKey& key,
   KeyAlgorithm alg = key.algorithm();
   const EVP_MD* md = alg.type ? SignatureDigestFor(*alg.type) : EVP_sha256();
   if (X509_REQ_sign(req.get(), key.get(), md) <= 0) return OpenSslError("signing CSR");
-  return CertificateRequest(std::move(req));
+  int len = i2d_X509_REQ(req.get(), nullptr);
+  if (len <= 0) return OpenSslError("encoding CSR");
+  Bytes der(static_cast<size_t>(len));
+  unsigned char* out = der.data();
+  i2d_X509_REQ(req.get(), &out);
+  return CertificateRequest::Parse(der);
 }
 
 }  // namespace devid::crypto

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "crypto/error.h"
+#include "crypto/spki.h"
 
 namespace devid::crypto {
 
@@ -163,7 +164,10 @@ Result<Bytes> SpkiDer(EVP_PKEY* pkey) {
 }
 }  // namespace
 
-Result<Bytes> PrivateKey::PublicKeyDer() const { return SpkiDer(pkey_.get()); }
+Result<Bytes> PrivateKey::PublicKeyDer() const {
+  DEVID_ASSIGN_OR_RETURN(SubjectPublicKeyInfo spki, SubjectPublicKeyInfo::FromKey(pkey_.get()));
+  return spki.ToDer();
+}
 KeyAlgorithm PrivateKey::algorithm() const { return DescribeKey(pkey_.get()); }
 
 Result<PublicKey> PublicKey::FromDer(ByteView spki_der) {

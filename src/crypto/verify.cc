@@ -4,9 +4,31 @@
 
 namespace devid::crypto {
 
-Status VerifyChain(const Certificate& leaf, const std::vector<Certificate>& intermediates,
-                   const std::vector<Certificate>& anchors, const std::vector<Crl>& crls,
+namespace {
+// Path validation needs every key decoded; certificates devid has just built
+// hold only key bits (see spki.h), so those go through one DER round trip.
+Result<Certificate> Decoded(const Certificate& c) {
+  if (c.has_decoded_key()) return c;
+  DEVID_ASSIGN_OR_RETURN(Bytes der, c.ToDer());
+  return Certificate::Parse(der);
+}
+
+Result<std::vector<Certificate>> Decoded(const std::vector<Certificate>& certs) {
+  std::vector<Certificate> out;
+  for (const Certificate& c : certs) {
+    DEVID_ASSIGN_OR_RETURN(Certificate d, Decoded(c));
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+}  // namespace
+
+Status VerifyChain(const Certificate& leaf_in, const std::vector<Certificate>& intermediates_in,
+                   const std::vector<Certificate>& anchors_in, const std::vector<Crl>& crls,
                    const VerifyOptions& options) {
+  DEVID_ASSIGN_OR_RETURN(Certificate leaf, Decoded(leaf_in));
+  DEVID_ASSIGN_OR_RETURN(std::vector<Certificate> intermediates, Decoded(intermediates_in));
+  DEVID_ASSIGN_OR_RETURN(std::vector<Certificate> anchors, Decoded(anchors_in));
   UniquePtr<X509_STORE> store(X509_STORE_new());
   UniquePtr<STACK_OF(X509)> untrusted(sk_X509_new_null());
   UniquePtr<X509_STORE_CTX> ctx(X509_STORE_CTX_new());

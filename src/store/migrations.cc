@@ -38,9 +38,9 @@ CREATE TABLE certificates (
   not_after INTEGER NOT NULL,
   der BLOB NOT NULL,
   created_at INTEGER NOT NULL,
-  UNIQUE (ca_id, serial_hex)
+  -- Serial first: it also serves lookups by serial (random, so selective).
+  UNIQUE (serial_hex, ca_id)
 );
-CREATE INDEX certificates_org_serial ON certificates (org_id, serial_hex);
 CREATE INDEX certificates_org_not_after ON certificates (org_id, not_after);
 CREATE TABLE revocations (
   certificate_id INTEGER PRIMARY KEY REFERENCES certificates(id),

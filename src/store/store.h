@@ -107,6 +107,10 @@ class Store {
   virtual Result<Organization> CreateOrganization(const std::string& name) = 0;
   virtual Result<Organization> GetOrganization(const std::string& name) = 0;
 
+  // Creates the organization if it does not exist and its root CA, in one
+  // transaction: a failure leaves no organization behind.
+  virtual Result<CaRecord> CreateRootCa(const std::string& org_name, const NewCa& ca, NewCertificate certificate) = 0;
+
   // Creates the CA row and records its own certificate (under `certificate.ca_id`
   // for an ICA, under the new CA itself for a root: pass ca_id 0) in one transaction.
   virtual Result<CaRecord> CreateCa(int64_t org_id, const NewCa& ca, NewCertificate certificate) = 0;
@@ -123,7 +127,8 @@ class Store {
   virtual Result<std::vector<CertificateRecord>> ListCertificates(int64_t org_id,
                                                                   const CertificateFilter& filter) = 0;
 
-  // kAlreadyExists if the certificate is already revoked.
+  // kAlreadyExists if the certificate is already revoked. Revoking a CA's own
+  // certificate also disables that CA, in the same transaction.
   virtual Status Revoke(int64_t org_id, int64_t certificate_id, const Revocation& revocation) = 0;
   virtual Result<std::vector<RevokedSerial>> ListRevoked(int64_t org_id, int64_t ca_id) = 0;
   // Returns the CRL number to use and advances the counter, atomically.

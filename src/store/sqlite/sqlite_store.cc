@@ -185,6 +185,23 @@ class SqliteStore final : public Store {
     return result;
   }
 
+  Result<CaRecord> CreateRootCa(const std::string& org_name, const NewCa& ca, NewCertificate certificate) override {
+    DEVID_TRY(Exec("BEGIN IMMEDIATE"));
+    auto org = GetOrganization(org_name);
+    if (!org.ok() && org.error().code == ErrorCode::kNotFound) org = CreateOrganization(org_name);
+    if (!org.ok()) {
+      (void)Exec("ROLLBACK");
+      return org.error();
+    }
+    auto result = CreateCaLocked(org->id, ca, std::move(certificate));
+    if (!result.ok()) {
+      (void)Exec("ROLLBACK");
+      return result;
+    }
+    DEVID_TRY(Commit());
+    return result;
+  }
+
   Result<CaRecord> GetCa(int64_t org_id, const std::string& name) override {
     DEVID_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_, "SELECT " + std::string(kCaColumns) + " FROM cas WHERE org_id = ?1 AND name = ?2"));
     s.Bind(1, org_id).Bind(2, name);
@@ -279,17 +296,13 @@ class SqliteStore final : public Store {
   }
 
   Status Revoke(int64_t org_id, int64_t certificate_id, const Revocation& revocation) override {
-    DEVID_ASSIGN_OR_RETURN(
-        Statement s,
-        Statement::Prepare(db_,
-                           "INSERT INTO revocations (certificate_id, org_id, ca_id, reason, revoked_at) "
-                           "SELECT id, org_id, ca_id, ?3, ?4 FROM certificates WHERE id = ?2 AND org_id = ?1"));
-    s.Bind(1, org_id).Bind(2, certificate_id).Bind(3, static_cast<int64_t>(revocation.reason)).Bind(4, revocation.revoked_at);
-    int rc = s.Step();
-    if (rc == SQLITE_CONSTRAINT) return MakeError(ErrorCode::kAlreadyExists, "the certificate is already revoked");
-    if (rc != SQLITE_DONE) return DbError(db_, "recording revocation");
-    if (sqlite3_changes(db_) != 1) return MakeError(ErrorCode::kNotFound, "certificate not found");
-    return {};
+    DEVID_TRY(Exec("BEGIN IMMEDIATE"));
+    auto result = RevokeLocked(org_id, certificate_id, revocation);
+    if (!result.ok()) {
+      (void)Exec("ROLLBACK");
+      return result;
+    }
+    return Commit();
   }
 
   Result<std::vector<RevokedSerial>> ListRevoked(int64_t org_id, int64_t ca_id) override {
@@ -394,6 +407,26 @@ class SqliteStore final : public Store {
     if (certificate.ca_id == 0) certificate.ca_id = id;
     DEVID_TRY(InsertCertificateRow(org_id, certificate));
     return GetCaById(org_id, id);
+  }
+
+  Status RevokeLocked(int64_t org_id, int64_t certificate_id, const Revocation& revocation) {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_,
+                           "INSERT INTO revocations (certificate_id, org_id, ca_id, reason, revoked_at) "
+                           "SELECT id, org_id, ca_id, ?3, ?4 FROM certificates WHERE id = ?2 AND org_id = ?1"));
+    s.Bind(1, org_id).Bind(2, certificate_id).Bind(3, static_cast<int64_t>(revocation.reason)).Bind(4, revocation.revoked_at);
+    int rc = s.Step();
+    if (rc == SQLITE_CONSTRAINT) return MakeError(ErrorCode::kAlreadyExists, "the certificate is already revoked");
+    if (rc != SQLITE_DONE) return DbError(db_, "recording revocation");
+    if (sqlite3_changes(db_) != 1) return MakeError(ErrorCode::kNotFound, "certificate not found");
+    // A CA whose own certificate is revoked must not issue any more.
+    DEVID_ASSIGN_OR_RETURN(
+        Statement d, Statement::Prepare(db_, "UPDATE cas SET disabled = 1 WHERE org_id = ?1 AND certificate_der = "
+                                             "(SELECT der FROM certificates WHERE id = ?2 AND org_id = ?1)"));
+    d.Bind(1, org_id).Bind(2, certificate_id);
+    if (d.Step() != SQLITE_DONE) return DbError(db_, "disabling a revoked CA");
+    return {};
   }
 
   Status InsertCertificateRow(int64_t org_id, const NewCertificate& c) {

@@ -221,3 +221,36 @@ TEST_F(CaTest, IssueForKeyGeneratedOnTheCaSide) {
 
 }  // namespace
 }  // namespace devid::ca
+
+namespace devid::ca {
+namespace {
+
+TEST_F(CaTest, FailedRootCreationLeavesNoOrganization) {
+  EXPECT_FALSE(hierarchy_->InitRoot("newco", {"bogus", KeyType::kEcP256, {}, "", ""}).ok());
+  EXPECT_FALSE(hierarchy_->InitRoot("newco", {"CN=x", KeyType::kEcP256, 99999, "", ""}).ok());
+  EXPECT_EQ(store_->GetOrganization("newco").error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(hierarchy_->InitRoot("newco", {"CN=Newco Root", KeyType::kEcP384, {}, "", ""}).ok());
+  EXPECT_TRUE(store_->GetOrganization("newco").ok());
+}
+
+TEST_F(CaTest, RevokedIssuingCaCannotIssue) {
+  auto chain = *hierarchy_->Chain("acme", "devices");
+  ASSERT_TRUE(hierarchy_->Revoke("acme", chain[0].SerialHex(), crypto::RevocationReason::kCaCompromise).ok());
+  auto ica = hierarchy_->Unlock("acme", "devices").value();
+  auto issued = ica.Issue(*hierarchy_->FindProfile("device"), Csr("CN=late"));
+  ASSERT_FALSE(issued.ok());
+  EXPECT_EQ(issued.error().code, ErrorCode::kPolicy);
+  EXPECT_NE(issued.error().message.find("disabled"), std::string::npos);
+  // The root still issues CRLs, and its CRL lists the ICA.
+  auto root = hierarchy_->Unlock("acme", "root").value();
+  EXPECT_EQ(root.MakeCrl()->revoked_count(), 1u);
+}
+
+TEST_F(CaTest, RootCertificateCannotBeRevoked) {
+  auto chain = *hierarchy_->Chain("acme", "root");
+  EXPECT_EQ(hierarchy_->Revoke("acme", chain[0].SerialHex(), crypto::RevocationReason::kKeyCompromise).error().code,
+            ErrorCode::kPolicy);
+}
+
+}  // namespace
+}  // namespace devid::ca

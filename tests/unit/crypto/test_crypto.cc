@@ -128,7 +128,7 @@ TEST(Csr, ParsesPemAndDerAndChecksProofOfPossession) {
   PrivateKey k = Key();
   auto csr = MakeCertificateRequest(k, Dn("CN=dev-1,O=Acme"), {*GeneralName::Parse("dns:dev-1.example")});
   ASSERT_TRUE(csr.ok()) << csr.error().message;
-  Bytes der = *csr->ToDer();
+  Bytes der = csr->der();
   auto parsed = CertificateRequest::Parse(der);
   ASSERT_TRUE(parsed.ok());
   EXPECT_TRUE(parsed->VerifyProofOfPossession().ok());
@@ -151,7 +151,7 @@ TEST(Csr, ParsesPemAndDerAndChecksProofOfPossession) {
 
 TEST(Csr, RejectsTruncatedGarbageAndTrailingBytes) {
   PrivateKey k = Key();
-  Bytes der = *MakeCertificateRequest(k, Dn("CN=x"), {})->ToDer();
+  Bytes der = MakeCertificateRequest(k, Dn("CN=x"), {})->der();
   Bytes truncated(der.begin(), der.begin() + static_cast<long>(der.size() / 2));
   EXPECT_EQ(CertificateRequest::Parse(truncated).error().code, ErrorCode::kInvalidInput);
   EXPECT_EQ(CertificateRequest::Parse(AsBytes("garbage garbage")).error().code, ErrorCode::kInvalidInput);
