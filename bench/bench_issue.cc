@@ -1,6 +1,7 @@
 // Issuance throughput against two references measured in the same run:
 //   the crypto floor  - the signatures alone, on keys already decoded;
-//   the plain OpenSSL 3 pipeline - d2i CSR -> X509_REQ_verify -> X509_set_pubkey -> X509_sign -> i2d.
+//   the plain OpenSSL 3 pipeline - d2i CSR -> X509_REQ_verify -> X509_set_pubkey -> X509_sign ->
+//   i2d.
 // devid's paths are (a) CSR -> certificate through the CA engine, store write included, and
 // (b) key generation + certificate through the CA engine, store write included.
 // After the runs it prints each rate as a ratio to the references.
@@ -38,18 +39,28 @@ struct Fixture {
 
   explicit Fixture(store::Durability durability) {
     dir = std::filesystem::temp_directory_path() /
-          ("devid-bench-" + std::to_string(::getpid()) + (durability == store::Durability::kFull ? "-full" : "-normal"));
+          ("devid-bench-" + std::to_string(::getpid()) +
+           (durability == store::Durability::kFull ? "-full" : "-normal"));
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     db = std::move(store::OpenStore((dir / "devid.db").string(), durability)).value();
     hierarchy = std::make_unique<ca::Hierarchy>(*db, ca::KeyProtection{});
-    Check(hierarchy->InitRoot("bench", {"CN=Bench Root", crypto::KeyType::kEcP256, {}, "", ""}).ok());
-    Check(hierarchy->InitIssuing("bench", "ica", {"CN=Bench ICA", crypto::KeyType::kEcP256, {}, "http://crl.example/{org}/{ca}.crl", ""}).ok());
+    Check(
+        hierarchy->InitRoot("bench", {"CN=Bench Root", crypto::KeyType::kEcP256, {}, "", ""}).ok());
+    Check(hierarchy
+              ->InitIssuing("bench", "ica",
+                            {"CN=Bench ICA",
+                             crypto::KeyType::kEcP256,
+                             {},
+                             "http://crl.example/{org}/{ca}.crl",
+                             ""})
+              .ok());
     ica = std::make_unique<ca::SigningCa>(hierarchy->Unlock("bench", "ica").value());
     profile = hierarchy->FindProfile("device").value();
     for (size_t i = 0; i < kCsrPool; ++i) {
       auto key = crypto::PrivateKey::Generate(crypto::KeyType::kEcP256).value();
-      auto dn = crypto::DistinguishedName::Parse("CN=device-" + std::to_string(i) + ",O=Bench").value();
+      auto dn =
+          crypto::DistinguishedName::Parse("CN=device-" + std::to_string(i) + ",O=Bench").value();
       csrs.push_back(crypto::MakeCertificateRequest(key, dn, {}).value().der());
     }
   }
@@ -78,44 +89,38 @@ Fixture& Full() {
 
 // ---- references --------------------------------------------------------------------------
 
+// One ECDSA-SHA256 signature as a CA makes it: fresh context, key already decoded.
+size_t EcdsaSign(EVP_PKEY* key, const unsigned char* msg, size_t len, unsigned char (&sig)[80]) {
+  size_t sig_len = sizeof sig;
+  EVP_MD_CTX* s = EVP_MD_CTX_new();
+  EVP_DigestSignInit(s, nullptr, EVP_sha256(), nullptr, key);
+  EVP_DigestSign(s, sig, &sig_len, msg, len);
+  EVP_MD_CTX_free(s);
+  return sig_len;
+}
+
 // ECDSA verify (the CSR's signature over ~its size) + ECDSA sign (the CA's), keys decoded once.
 void BM_Floor_VerifyAndSign(benchmark::State& state) {
-  Fixture& f = Normal();
-  const unsigned char* p = f.csrs[0].data();
-  X509_REQ* req = d2i_X509_REQ(nullptr, &p, static_cast<long>(f.csrs[0].size()));
-  EVP_PKEY* device_key = X509_REQ_get0_pubkey(req);
   EVP_PKEY* ca_key = EVP_EC_gen("P-256");
   unsigned char msg[300];
   std::memset(msg, 0x5A, sizeof msg);
+  // The device's signature and key, decoded once like a CSR's.
+  EVP_PKEY* device_key = EVP_EC_gen("P-256");
   unsigned char device_sig[80];
-  size_t device_sig_len = sizeof device_sig;
-  {
-    EVP_PKEY* k = EVP_EC_gen("P-256");
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, k);
-    EVP_DigestSign(ctx, device_sig, &device_sig_len, msg, sizeof msg);
-    EVP_MD_CTX_free(ctx);
-    // Verify against the CSR key would fail; use k's public half, decoded once like the CSR's.
-    device_key = k;
-  }
+  size_t device_sig_len = EcdsaSign(device_key, msg, sizeof msg, device_sig);
   for (auto _ : state) {
     EVP_MD_CTX* v = EVP_MD_CTX_new();
     EVP_DigestVerifyInit(v, nullptr, EVP_sha256(), nullptr, device_key);
     int ok = EVP_DigestVerify(v, device_sig, device_sig_len, msg, sizeof msg);
     EVP_MD_CTX_free(v);
     unsigned char sig[80];
-    size_t sig_len = sizeof sig;
-    EVP_MD_CTX* s = EVP_MD_CTX_new();
-    EVP_DigestSignInit(s, nullptr, EVP_sha256(), nullptr, ca_key);
-    EVP_DigestSign(s, sig, &sig_len, msg, sizeof msg);
-    EVP_MD_CTX_free(s);
+    EcdsaSign(ca_key, msg, sizeof msg, sig);
     if (ok != 1) state.SkipWithError("verify failed");
     benchmark::DoNotOptimize(sig);
   }
   state.SetItemsProcessed(state.iterations());
   EVP_PKEY_free(device_key);
   EVP_PKEY_free(ca_key);
-  X509_REQ_free(req);
 }
 BENCHMARK(BM_Floor_VerifyAndSign)->UseRealTime();
 
@@ -127,11 +132,7 @@ void BM_Floor_KeygenAndSign(benchmark::State& state) {
   for (auto _ : state) {
     EVP_PKEY* k = EVP_EC_gen("P-256");
     unsigned char sig[80];
-    size_t sig_len = sizeof sig;
-    EVP_MD_CTX* s = EVP_MD_CTX_new();
-    EVP_DigestSignInit(s, nullptr, EVP_sha256(), nullptr, ca_key);
-    EVP_DigestSign(s, sig, &sig_len, msg, sizeof msg);
-    EVP_MD_CTX_free(s);
+    EcdsaSign(ca_key, msg, sizeof msg, sig);
     EVP_PKEY_free(k);
     benchmark::DoNotOptimize(sig);
   }
@@ -145,7 +146,8 @@ void BM_PlainOpenSsl_Pipeline(benchmark::State& state) {
   Fixture& f = Normal();
   EVP_PKEY* ca_key = EVP_EC_gen("P-256");
   X509_NAME* issuer = X509_NAME_new();
-  X509_NAME_add_entry_by_txt(issuer, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("Plain CA"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(issuer, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("Plain CA"), -1, -1, 0);
   size_t i = 0;
   for (auto _ : state) {
     const Bytes& der = f.csrs[i++ % f.csrs.size()];
@@ -244,7 +246,8 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks(&reporter);
   auto rate = [&](const char* name) {
     for (const auto& [k, v] : reporter.rates) {
-      if (k.rfind(name, 0) == 0 && (k.size() == std::strlen(name) || k[std::strlen(name)] == '/')) return v;
+      if (k.rfind(name, 0) == 0 && (k.size() == std::strlen(name) || k[std::strlen(name)] == '/'))
+        return v;
     }
     return 0.0;
   };
@@ -255,14 +258,19 @@ int main(int argc, char** argv) {
   double a_full = rate("BM_Devid_IssueFromCsr_FullSync");
   double b = rate("BM_Devid_KeygenAndIssue");
   if (plain > 0 && floor_vs > 0 && floor_ks > 0) {
-    std::printf("\nrates (operations/s): floor verify+sign %.0f, floor keygen+sign %.0f, plain pipeline %.0f\n",
-                floor_vs, floor_ks, plain);
-    std::printf("(a)  CSR -> cert, store NORMAL : %7.0f/s = %.2fx plain pipeline, %.2f of crypto floor\n", a,
-                a / plain, a / floor_vs);
-    std::printf("(a') CSR -> cert, store FULL   : %7.0f/s = %.2fx plain pipeline, %.2f of crypto floor\n", a_full,
-                a_full / plain, a_full / floor_vs);
-    std::printf("(b)  keygen + cert, store NORMAL: %7.0f/s = %.2fx plain pipeline, %.2f of crypto floor\n", b,
-                b / plain, b / floor_ks);
+    std::printf(
+        "\nrates (operations/s): floor verify+sign %.0f, floor keygen+sign %.0f, plain pipeline "
+        "%.0f\n",
+        floor_vs, floor_ks, plain);
+    std::printf(
+        "(a)  CSR -> cert, store NORMAL : %7.0f/s = %.2fx plain pipeline, %.2f of crypto floor\n",
+        a, a / plain, a / floor_vs);
+    std::printf(
+        "(a') CSR -> cert, store FULL   : %7.0f/s = %.2fx plain pipeline, %.2f of crypto floor\n",
+        a_full, a_full / plain, a_full / floor_vs);
+    std::printf(
+        "(b)  keygen + cert, store NORMAL: %7.0f/s = %.2fx plain pipeline, %.2f of crypto floor\n",
+        b, b / plain, b / floor_ks);
   }
   benchmark::Shutdown();
   return 0;

@@ -46,13 +46,16 @@ int main(int argc, char** argv) {
       std::vector<uint8_t> x = seed;
       switch (rng() % 4) {
         case 0:  // flip 1-4 bits
-          for (unsigned k = 0, n = 1 + rng() % 4; k < n && !x.empty(); ++k) x[rng() % x.size()] ^= 1u << (rng() % 8);
+          for (unsigned k = 0, n = 1 + rng() % 4; k < n && !x.empty(); ++k)
+            x[rng() % x.size()] ^= 1u << (rng() % 8);
           break;
         case 1:  // truncate
           if (!x.empty()) x.resize(rng() % x.size());
           break;
         case 2:  // set a byte to an interesting value (lengths, tags)
-          if (!x.empty()) x[rng() % x.size()] = static_cast<uint8_t>(std::array<int, 6>{0x00, 0x7F, 0x80, 0x81, 0xFF, 0x30}[rng() % 6]);
+          if (!x.empty())
+            x[rng() % x.size()] = static_cast<uint8_t>(
+                std::array<int, 6>{0x00, 0x7F, 0x80, 0x81, 0xFF, 0x30}[rng() % 6]);
           break;
         default: {  // splice with another seed
           const auto& other = corpus[rng() % corpus.size()];

@@ -32,14 +32,15 @@ Result<Bytes> NewSerial() {
   return serial;
 }
 
-Result<std::pair<int64_t, int64_t>> ComputeValidity(const CertificateProfile& profile, std::optional<int> days,
-                                                    int64_t now, const crypto::Certificate* issuer) {
+Result<std::pair<int64_t, int64_t>> ComputeValidity(const CertificateProfile& profile,
+                                                    std::optional<int> days, int64_t now,
+                                                    const crypto::Certificate* issuer) {
   int d = days.value_or(profile.validity_days);
   if (d <= 0) return MakeError(ErrorCode::kInvalidInput, "validity must be at least one day");
   if (d > profile.max_validity_days) {
     return MakeError(ErrorCode::kPolicy, "template '" + profile.name + "' allows at most " +
-                                             std::to_string(profile.max_validity_days) + " days, not " +
-                                             std::to_string(d));
+                                             std::to_string(profile.max_validity_days) +
+                                             " days, not " + std::to_string(d));
   }
   int64_t not_before = now - kBackdateSeconds;
   int64_t not_after = now + static_cast<int64_t>(d) * kSecondsPerDay;
@@ -55,7 +56,8 @@ Result<std::pair<int64_t, int64_t>> ComputeValidity(const CertificateProfile& pr
 }
 
 template <typename SetKey>
-Result<crypto::Certificate> BuildCertificate(const Draft& d, ByteView serial, const crypto::Certificate* issuer,
+Result<crypto::Certificate> BuildCertificate(const Draft& d, ByteView serial,
+                                             const crypto::Certificate* issuer,
                                              const crypto::PrivateKey& signer, SetKey&& set_key) {
   crypto::CertificateBuilder b;
   DEVID_TRY(b.SetSerial(serial));
@@ -65,15 +67,17 @@ Result<crypto::Certificate> BuildCertificate(const Draft& d, ByteView serial, co
   DEVID_TRY(set_key(b));
   DEVID_TRY(b.AddBasicConstraints(d.profile.ca, d.profile.path_len));
   DEVID_TRY(b.AddKeyUsage(d.profile.key_usage));
-  if (!d.profile.extended_key_usage.empty()) DEVID_TRY(b.AddExtendedKeyUsage(d.profile.extended_key_usage));
+  if (!d.profile.extended_key_usage.empty())
+    DEVID_TRY(b.AddExtendedKeyUsage(d.profile.extended_key_usage));
   if (!d.sans.empty()) DEVID_TRY(b.AddSubjectAltNames(d.sans, d.subject.empty()));
   if (!d.crl_url.empty()) DEVID_TRY(b.AddCrlDistributionPoint(d.crl_url));
   if (!d.ocsp_url.empty()) DEVID_TRY(b.AddOcspResponder(d.ocsp_url));
   return b.Sign(signer);
 }
 
-store::NewCertificate RecordFor(const crypto::Certificate& cert, int64_t ca_id, const std::string& subject,
-                                const std::string& template_name, Bytes der) {
+store::NewCertificate RecordFor(const crypto::Certificate& cert, int64_t ca_id,
+                                const std::string& subject, const std::string& template_name,
+                                Bytes der) {
   store::NewCertificate rec;
   rec.ca_id = ca_id;
   rec.serial_hex = cert.SerialHex();
@@ -96,7 +100,8 @@ std::string ReplaceAll(std::string s, std::string_view from, const std::string& 
 // of the magnitude, without leading zero bytes.
 Result<std::string> NormalizeSerial(const std::string& serial_hex) {
   auto bytes = HexDecode(serial_hex);
-  if (!bytes.ok()) return MakeError(ErrorCode::kInvalidInput, "serial '" + serial_hex + "' is not hexadecimal");
+  if (!bytes.ok())
+    return MakeError(ErrorCode::kInvalidInput, "serial '" + serial_hex + "' is not hexadecimal");
   Bytes b = std::move(bytes).value();
   auto first = std::find_if(b.begin(), b.end(), [](uint8_t x) { return x != 0; });
   if (first == b.end()) return MakeError(ErrorCode::kInvalidInput, "serial must not be zero");
@@ -110,23 +115,32 @@ std::string SigningCa::ExpandUrl(const std::string& pattern) const {
 }
 
 template <typename SetKey>
-Result<IssuedCertificate> SigningCa::Sign(const CertificateProfile& profile, const crypto::DistinguishedName& subject,
-                                          const std::vector<crypto::GeneralName>& sans, const IssueOptions& options,
-                                          SetKey&& set_key) {
-  if (record_.disabled) return MakeError(ErrorCode::kPolicy, "CA '" + record_.name + "' is disabled");
+Result<IssuedCertificate> SigningCa::Sign(const CertificateProfile& profile,
+                                          const crypto::DistinguishedName& subject,
+                                          const std::vector<crypto::GeneralName>& sans,
+                                          const IssueOptions& options, SetKey&& set_key) {
+  if (record_.disabled)
+    return MakeError(ErrorCode::kPolicy, "CA '" + record_.name + "' is disabled");
   DEVID_TRY(profile.CheckSubject(subject));
   DEVID_TRY(profile.CheckSubjectAltNames(sans));
   int64_t now = options.now.value_or(NowUnix());
   DEVID_ASSIGN_OR_RETURN(auto validity, ComputeValidity(profile, options.days, now, &certificate_));
-  Draft draft{profile, subject, sans, validity.first, validity.second,
-              ExpandUrl(record_.crl_url), ExpandUrl(record_.ocsp_url)};
+  Draft draft{profile,
+              subject,
+              sans,
+              validity.first,
+              validity.second,
+              ExpandUrl(record_.crl_url),
+              ExpandUrl(record_.ocsp_url)};
   std::string subject_text = subject.ToString();
   for (int attempt = 0;; ++attempt) {
     DEVID_ASSIGN_OR_RETURN(Bytes serial, NewSerial());
-    DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert, BuildCertificate(draft, serial, &certificate_, key_, set_key));
+    DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert,
+                           BuildCertificate(draft, serial, &certificate_, key_, set_key));
     DEVID_ASSIGN_OR_RETURN(Bytes der, cert.ToDer());
     // Issued = recorded: the certificate leaves only after its record is committed.
-    auto record = store_.InsertCertificate(org_.id, RecordFor(cert, record_.id, subject_text, profile.name, der));
+    auto record = store_.InsertCertificate(
+        org_.id, RecordFor(cert, record_.id, subject_text, profile.name, der));
     if (record.ok()) return IssuedCertificate{std::move(cert), std::move(record).value()};
     if (record.error().code != ErrorCode::kAlreadyExists || attempt + 1 == kSerialAttempts) {
       return record.error().Context("recording the certificate");
@@ -134,7 +148,8 @@ Result<IssuedCertificate> SigningCa::Sign(const CertificateProfile& profile, con
   }
 }
 
-Result<IssuedCertificate> SigningCa::Issue(const CertificateProfile& profile, const crypto::CertificateRequest& csr,
+Result<IssuedCertificate> SigningCa::Issue(const CertificateProfile& profile,
+                                           const crypto::CertificateRequest& csr,
                                            const IssueOptions& options) {
   DEVID_TRY(profile.CheckKey(csr.key_algorithm()));
   DEVID_TRY(csr.VerifyProofOfPossession());
@@ -143,10 +158,12 @@ Result<IssuedCertificate> SigningCa::Issue(const CertificateProfile& profile, co
   for (const auto& extra : options.extra_sans) {
     if (std::find(sans.begin(), sans.end(), extra) == sans.end()) sans.push_back(extra);
   }
-  return Sign(profile, subject, sans, options, [&](crypto::CertificateBuilder& b) { return b.SetPublicKey(csr); });
+  return Sign(profile, subject, sans, options,
+              [&](crypto::CertificateBuilder& b) { return b.SetPublicKey(csr); });
 }
 
-Result<IssuedCertificate> SigningCa::IssueForKey(const CertificateProfile& profile, const crypto::PrivateKey& subject_key,
+Result<IssuedCertificate> SigningCa::IssueForKey(const CertificateProfile& profile,
+                                                 const crypto::PrivateKey& subject_key,
                                                  const crypto::DistinguishedName& subject,
                                                  const std::vector<crypto::GeneralName>& sans,
                                                  const IssueOptions& options) {
@@ -160,13 +177,15 @@ Result<crypto::Crl> SigningCa::MakeCrl(int next_update_days, std::optional<int64
     return MakeError(ErrorCode::kInvalidInput, "CRL validity must be 1..365 days");
   }
   int64_t t = now.value_or(NowUnix());
-  DEVID_ASSIGN_OR_RETURN(std::vector<store::RevokedSerial> revoked, store_.ListRevoked(org_.id, record_.id));
+  DEVID_ASSIGN_OR_RETURN(std::vector<store::RevokedSerial> revoked,
+                         store_.ListRevoked(org_.id, record_.id));
   crypto::CrlFields fields;
   fields.this_update = t;
   fields.next_update = std::min(t + next_update_days * kSecondsPerDay, certificate_.not_after());
   for (const auto& r : revoked) {
     DEVID_ASSIGN_OR_RETURN(Bytes serial, HexDecode(r.serial_hex));
-    DEVID_ASSIGN_OR_RETURN(crypto::RevocationReason reason, crypto::RevocationReasonFromCode(r.reason));
+    DEVID_ASSIGN_OR_RETURN(crypto::RevocationReason reason,
+                           crypto::RevocationReasonFromCode(r.reason));
     fields.revoked.push_back({std::move(serial), r.revoked_at, reason});
   }
   DEVID_ASSIGN_OR_RETURN(fields.number, store_.NextCrlNumber(org_.id, record_.id));
@@ -179,7 +198,8 @@ Result<store::CaRecord> Hierarchy::InitRoot(const std::string& org_name, const C
   }
   auto org = store_.GetOrganization(org_name);
   if (org.ok() && store_.GetCa(org->id, std::string(kRootCaName)).ok()) {
-    return MakeError(ErrorCode::kAlreadyExists, "organization '" + org_name + "' already has a root CA");
+    return MakeError(ErrorCode::kAlreadyExists,
+                     "organization '" + org_name + "' already has a root CA");
   }
   if (!org.ok() && org.error().code != ErrorCode::kNotFound) return org.error();
   // The organization is created with its root, in one transaction (store::CreateRootCa).
@@ -195,24 +215,31 @@ Result<store::CaRecord> Hierarchy::InitIssuing(const std::string& org_name, cons
   auto root = Unlock(org_name, std::string(kRootCaName));
   if (!root.ok()) return root.error();
   auto existing = store_.GetCa(root->org_.id, name);
-  if (existing.ok()) return MakeError(ErrorCode::kAlreadyExists, "CA '" + name + "' already exists");
+  if (existing.ok())
+    return MakeError(ErrorCode::kAlreadyExists, "CA '" + name + "' already exists");
   return CreateCa(root->org_, name, options, &*root);
 }
 
 Result<store::CaRecord> Hierarchy::CreateCa(const store::Organization& org, const std::string& name,
                                             const CaOptions& options, SigningCa* parent) {
   if (name.empty() || name.size() > 64 || !std::all_of(name.begin(), name.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_';
       })) {
-    return MakeError(ErrorCode::kInvalidInput, "CA name must be 1-64 characters of A-Z, a-z, 0-9, '-', '_'");
+    return MakeError(ErrorCode::kInvalidInput,
+                     "CA name must be 1-64 characters of A-Z, a-z, 0-9, '-', '_'");
   }
-  DEVID_ASSIGN_OR_RETURN(CertificateProfile profile, profiles_.Find(parent != nullptr ? "ica" : "root"));
-  DEVID_TRY(profile.CheckKey({options.key_type, std::string(crypto::KeyTypeName(options.key_type))}));
-  DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject, crypto::DistinguishedName::Parse(options.subject));
+  DEVID_ASSIGN_OR_RETURN(CertificateProfile profile,
+                         profiles_.Find(parent != nullptr ? "ica" : "root"));
+  DEVID_TRY(
+      profile.CheckKey({options.key_type, std::string(crypto::KeyTypeName(options.key_type))}));
+  DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject,
+                         crypto::DistinguishedName::Parse(options.subject));
   DEVID_TRY(profile.CheckSubject(subject));
   int64_t now = NowUnix();
-  DEVID_ASSIGN_OR_RETURN(auto validity, ComputeValidity(profile, options.days, now,
-                                                        parent != nullptr ? &parent->certificate_ : nullptr));
+  DEVID_ASSIGN_OR_RETURN(auto validity,
+                         ComputeValidity(profile, options.days, now,
+                                         parent != nullptr ? &parent->certificate_ : nullptr));
   DEVID_ASSIGN_OR_RETURN(crypto::PrivateKey key, crypto::PrivateKey::Generate(options.key_type));
   const SecretString* pass = protection_.passphrase ? &*protection_.passphrase : nullptr;
   DEVID_ASSIGN_OR_RETURN(std::string key_pem, key.ToPkcs8Pem(pass));
@@ -224,9 +251,11 @@ Result<store::CaRecord> Hierarchy::CreateCa(const store::Organization& org, cons
   }
   DEVID_ASSIGN_OR_RETURN(Bytes serial, NewSerial());
   auto set_key = [&](crypto::CertificateBuilder& b) { return b.SetPublicKey(key); };
-  DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert,
-                         parent != nullptr ? BuildCertificate(draft, serial, &parent->certificate_, parent->key_, set_key)
-                                           : BuildCertificate(draft, serial, nullptr, key, set_key));
+  DEVID_ASSIGN_OR_RETURN(
+      crypto::Certificate cert,
+      parent != nullptr
+          ? BuildCertificate(draft, serial, &parent->certificate_, parent->key_, set_key)
+          : BuildCertificate(draft, serial, nullptr, key, set_key));
   DEVID_ASSIGN_OR_RETURN(Bytes der, cert.ToDer());
   store::NewCa ca;
   ca.name = name;
@@ -256,12 +285,14 @@ Result<SigningCa> Hierarchy::Unlock(const std::string& org_name, const std::stri
     }
     return record.error();
   }
-  DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert, crypto::Certificate::Parse(record->certificate_der));
+  DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert,
+                         crypto::Certificate::Parse(record->certificate_der));
   const SecretString* pass = nullptr;
   if (record->key_encrypted) {
     if (!protection_.passphrase) {
-      return MakeError(ErrorCode::kAuth, "the key of CA '" + ca_name +
-                                             "' is encrypted: set DEVID_PASSPHRASE or give --passphrase-file");
+      return MakeError(ErrorCode::kAuth,
+                       "the key of CA '" + ca_name +
+                           "' is encrypted: set DEVID_PASSPHRASE or give --passphrase-file");
     }
     pass = &*protection_.passphrase;
   }
@@ -272,26 +303,32 @@ Result<SigningCa> Hierarchy::Unlock(const std::string& org_name, const std::stri
     }
     return key.error().Context("loading the key of CA '" + ca_name + "'");
   }
-  return SigningCa(store_, std::move(org), std::move(record).value(), std::move(cert), std::move(key).value());
+  return SigningCa(store_, std::move(org), std::move(record).value(), std::move(cert),
+                   std::move(key).value());
 }
 
-Result<store::CertificateRecord> Hierarchy::Revoke(const std::string& org_name, const std::string& serial_hex,
+Result<store::CertificateRecord> Hierarchy::Revoke(const std::string& org_name,
+                                                   const std::string& serial_hex,
                                                    crypto::RevocationReason reason,
                                                    const std::optional<std::string>& ca_name) {
   DEVID_ASSIGN_OR_RETURN(store::Organization org, store_.GetOrganization(org_name));
   DEVID_ASSIGN_OR_RETURN(std::string serial, NormalizeSerial(serial_hex));
-  DEVID_ASSIGN_OR_RETURN(std::vector<store::CertificateRecord> found, store_.FindCertificatesBySerial(org.id, serial));
+  DEVID_ASSIGN_OR_RETURN(std::vector<store::CertificateRecord> found,
+                         store_.FindCertificatesBySerial(org.id, serial));
   if (ca_name) {
     auto ca = store_.GetCa(org.id, *ca_name);
-    if (!ca.ok()) return MakeError(ErrorCode::kNotFound, "CA '" + *ca_name + "' does not exist in organization '" + org_name + "'");
+    if (!ca.ok())
+      return MakeError(ErrorCode::kNotFound,
+                       "CA '" + *ca_name + "' does not exist in organization '" + org_name + "'");
     std::erase_if(found, [&](const store::CertificateRecord& r) { return r.ca_id != ca->id; });
   }
   if (found.empty()) {
-    return MakeError(ErrorCode::kNotFound,
-                     "no certificate with serial " + serial + " in organization '" + org_name + "'");
+    return MakeError(ErrorCode::kNotFound, "no certificate with serial " + serial +
+                                               " in organization '" + org_name + "'");
   }
   if (found.size() > 1) {
-    return MakeError(ErrorCode::kInvalidInput, "serial " + serial + " exists under several CAs: give --ca");
+    return MakeError(ErrorCode::kInvalidInput,
+                     "serial " + serial + " exists under several CAs: give --ca");
   }
   store::CertificateRecord record = std::move(found.front());
   if (record.template_name == "root") {
@@ -306,16 +343,19 @@ Result<store::CertificateRecord> Hierarchy::Revoke(const std::string& org_name, 
   return record;
 }
 
-Result<std::vector<crypto::Certificate>> Hierarchy::Chain(const std::string& org_name, const std::string& ca_name) {
+Result<std::vector<crypto::Certificate>> Hierarchy::Chain(const std::string& org_name,
+                                                          const std::string& ca_name) {
   DEVID_ASSIGN_OR_RETURN(store::Organization org, store_.GetOrganization(org_name));
   auto record = store_.GetCa(org.id, ca_name);
   if (!record.ok()) {
-    return MakeError(ErrorCode::kNotFound, "CA '" + ca_name + "' does not exist in organization '" + org_name + "'");
+    return MakeError(ErrorCode::kNotFound,
+                     "CA '" + ca_name + "' does not exist in organization '" + org_name + "'");
   }
   std::vector<crypto::Certificate> chain;
   store::CaRecord current = std::move(record).value();
   for (int depth = 0; depth < 16; ++depth) {
-    DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert, crypto::Certificate::Parse(current.certificate_der));
+    DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert,
+                           crypto::Certificate::Parse(current.certificate_der));
     chain.push_back(std::move(cert));
     if (!current.parent_id) return chain;
     DEVID_ASSIGN_OR_RETURN(current, store_.GetCaById(org.id, *current.parent_id));
@@ -323,8 +363,8 @@ Result<std::vector<crypto::Certificate>> Hierarchy::Chain(const std::string& org
   return MakeError(ErrorCode::kInternal, "CA chain is deeper than 16");
 }
 
-Result<std::vector<store::CertificateRecord>> Hierarchy::List(const std::string& org_name,
-                                                              const store::CertificateFilter& filter) {
+Result<std::vector<store::CertificateRecord>> Hierarchy::List(
+    const std::string& org_name, const store::CertificateFilter& filter) {
   DEVID_ASSIGN_OR_RETURN(store::Organization org, store_.GetOrganization(org_name));
   return store_.ListCertificates(org.id, filter);
 }

@@ -64,11 +64,13 @@ class SigningCa {
 
   // Checks the request against the template (key type, proof of possession,
   // subject, SANs, validity), signs, and commits the record before returning.
-  Result<IssuedCertificate> Issue(const CertificateProfile& profile, const crypto::CertificateRequest& csr,
+  Result<IssuedCertificate> Issue(const CertificateProfile& profile,
+                                  const crypto::CertificateRequest& csr,
                                   const IssueOptions& options = {});
 
   // For keys the CA side generated (batch issuance): no CSR, the subject and SANs are given.
-  Result<IssuedCertificate> IssueForKey(const CertificateProfile& profile, const crypto::PrivateKey& subject_key,
+  Result<IssuedCertificate> IssueForKey(const CertificateProfile& profile,
+                                        const crypto::PrivateKey& subject_key,
                                         const crypto::DistinguishedName& subject,
                                         const std::vector<crypto::GeneralName>& sans,
                                         const IssueOptions& options = {});
@@ -79,9 +81,10 @@ class SigningCa {
  private:
   friend class Hierarchy;
   template <typename SetKey>
-  Result<IssuedCertificate> Sign(const CertificateProfile& profile, const crypto::DistinguishedName& subject,
-                                 const std::vector<crypto::GeneralName>& sans, const IssueOptions& options,
-                                 SetKey&& set_key);
+  Result<IssuedCertificate> Sign(const CertificateProfile& profile,
+                                 const crypto::DistinguishedName& subject,
+                                 const std::vector<crypto::GeneralName>& sans,
+                                 const IssueOptions& options, SetKey&& set_key);
   std::string ExpandUrl(const std::string& pattern) const;
 
   store::Store& store_;
@@ -93,24 +96,30 @@ class SigningCa {
 
 class Hierarchy {
  public:
-  Hierarchy(store::Store& store, KeyProtection protection, ProfileCatalog profiles = ProfileCatalog())
+  Hierarchy(store::Store& store, KeyProtection protection,
+            ProfileCatalog profiles = ProfileCatalog())
       : store_(store), protection_(std::move(protection)), profiles_(std::move(profiles)) {}
 
   // Creates the organization if needed and its self-signed root CA.
   Result<store::CaRecord> InitRoot(const std::string& org, const CaOptions& options);
   // An issuing CA signed by the organization's root.
-  Result<store::CaRecord> InitIssuing(const std::string& org, const std::string& name, const CaOptions& options);
+  Result<store::CaRecord> InitIssuing(const std::string& org, const std::string& name,
+                                      const CaOptions& options);
 
   Result<SigningCa> Unlock(const std::string& org, const std::string& ca_name);
-  Result<CertificateProfile> FindProfile(std::string_view name) const { return profiles_.Find(name); }
+  Result<CertificateProfile> FindProfile(std::string_view name) const {
+    return profiles_.Find(name);
+  }
 
   // Revokes by serial; `ca_name` disambiguates when two CAs share a serial.
   Result<store::CertificateRecord> Revoke(const std::string& org, const std::string& serial_hex,
                                           crypto::RevocationReason reason,
                                           const std::optional<std::string>& ca_name = {});
   // The CA's certificate followed by its issuers up to the root.
-  Result<std::vector<crypto::Certificate>> Chain(const std::string& org, const std::string& ca_name);
-  Result<std::vector<store::CertificateRecord>> List(const std::string& org, const store::CertificateFilter& filter);
+  Result<std::vector<crypto::Certificate>> Chain(const std::string& org,
+                                                 const std::string& ca_name);
+  Result<std::vector<store::CertificateRecord>> List(const std::string& org,
+                                                     const store::CertificateFilter& filter);
   Result<std::vector<store::CaRecord>> ListCas(const std::string& org);
 
  private:

@@ -8,8 +8,8 @@
 namespace devid::ca {
 
 namespace {
-using nlohmann::json;
 using crypto::GeneralName;
+using nlohmann::json;
 
 // Built-in templates, in the same format operators write their own in.
 constexpr std::string_view kBuiltins[] = {
@@ -45,8 +45,8 @@ Result<GeneralName::Kind> ParseSanKind(const std::string& s) {
                     GeneralName::Kind::kIp, GeneralName::Kind::kHardwareModuleName}) {
     if (crypto::GeneralNameKindName(kind) == s) return kind;
   }
-  return MakeError(ErrorCode::kInvalidInput, "unknown SAN kind '" + s +
-                                                 "' (dns, uri, email, ip, hardwareModuleName)");
+  return MakeError(ErrorCode::kInvalidInput,
+                   "unknown SAN kind '" + s + "' (dns, uri, email, ip, hardwareModuleName)");
 }
 
 bool Contains(const std::vector<std::string>& v, const std::string& s) {
@@ -81,10 +81,13 @@ Result<CertificateProfile> CertificateProfile::FromJson(std::string_view text) {
   CertificateProfile p;
   try {
     static const std::vector<std::string> kKnown = {
-        "name",     "key_types", "subject", "san", "validity_days", "max_validity_days",
-        "key_usage", "extended_key_usage", "ca", "path_len"};
+        "name",      "key_types",          "subject",
+        "san",       "validity_days",      "max_validity_days",
+        "key_usage", "extended_key_usage", "ca",
+        "path_len"};
     for (const auto& [key, _] : j.items()) {
-      if (!Contains(kKnown, key)) return Invalid(j.value("name", ""), "unknown field '" + key + "'");
+      if (!Contains(kKnown, key))
+        return Invalid(j.value("name", ""), "unknown field '" + key + "'");
     }
     p.name = j.at("name").get<std::string>();
     if (p.name.empty() || p.name.size() > 64 ||
@@ -108,7 +111,8 @@ Result<CertificateProfile> CertificateProfile::FromJson(std::string_view text) {
       p.subject_allowed.push_back(canon);
     }
     for (const std::string& r : p.subject_required) {
-      if (!Contains(p.subject_allowed, r)) return Invalid(p.name, "required attribute " + r + " is not allowed");
+      if (!Contains(p.subject_allowed, r))
+        return Invalid(p.name, "required attribute " + r + " is not allowed");
     }
     if (j.contains("san")) {
       for (const std::string& k : Strings(j.at("san"), "allowed")) {
@@ -116,11 +120,13 @@ Result<CertificateProfile> CertificateProfile::FromJson(std::string_view text) {
         p.san_allowed.push_back(kind);
       }
       p.san_required = j.at("san").value("required", false);
-      if (p.san_required && p.san_allowed.empty()) return Invalid(p.name, "SAN required but no kind allowed");
+      if (p.san_required && p.san_allowed.empty())
+        return Invalid(p.name, "SAN required but no kind allowed");
     }
     p.validity_days = j.at("validity_days").get<int>();
     p.max_validity_days = j.value("max_validity_days", p.validity_days);
-    if (p.validity_days <= 0 || p.max_validity_days < p.validity_days || p.max_validity_days > 36500) {
+    if (p.validity_days <= 0 || p.max_validity_days < p.validity_days ||
+        p.max_validity_days > 36500) {
       return Invalid(p.name, "need 0 < validity_days <= max_validity_days <= 36500");
     }
     for (const std::string& k : Strings(j, "key_usage")) {
@@ -139,10 +145,11 @@ Result<CertificateProfile> CertificateProfile::FromJson(std::string_view text) {
       if (n < 0 || n > 16) return Invalid(p.name, "path_len must be 0..16");
       p.path_len = n;
     }
-    bool cert_sign = std::find(p.key_usage.begin(), p.key_usage.end(), crypto::KeyUsageBit::kKeyCertSign) !=
-                     p.key_usage.end();
+    bool cert_sign = std::find(p.key_usage.begin(), p.key_usage.end(),
+                               crypto::KeyUsageBit::kKeyCertSign) != p.key_usage.end();
     // RFC 5280 §4.2.1.3 / §4.2.1.9: keyCertSign if and only if cA.
-    if (p.ca != cert_sign) return Invalid(p.name, "keyCertSign must be present exactly when ca is true");
+    if (p.ca != cert_sign)
+      return Invalid(p.name, "keyCertSign must be present exactly when ca is true");
   } catch (const json::exception& e) {
     return Invalid(p.name, std::string("wrong or missing field: ") + e.what());
   }
@@ -169,11 +176,13 @@ std::string CertificateProfile::ToJson() const {
 }
 
 Status CertificateProfile::CheckKey(const crypto::KeyAlgorithm& key) const {
-  if (key.type && std::find(key_types.begin(), key_types.end(), *key.type) != key_types.end()) return {};
+  if (key.type && std::find(key_types.begin(), key_types.end(), *key.type) != key_types.end())
+    return {};
   std::string allowed;
-  for (auto t : key_types) allowed += (allowed.empty() ? "" : ", ") + std::string(crypto::KeyTypeName(t));
-  return MakeError(ErrorCode::kPolicy,
-                   "template '" + name + "' does not allow " + key.name + " keys (allowed: " + allowed + ")");
+  for (auto t : key_types)
+    allowed += (allowed.empty() ? "" : ", ") + std::string(crypto::KeyTypeName(t));
+  return MakeError(ErrorCode::kPolicy, "template '" + name + "' does not allow " + key.name +
+                                           " keys (allowed: " + allowed + ")");
 }
 
 Status CertificateProfile::CheckSubject(const crypto::DistinguishedName& subject) const {
@@ -186,21 +195,27 @@ Status CertificateProfile::CheckSubject(const crypto::DistinguishedName& subject
   for (const std::string& r : subject_required) {
     size_t n = std::count_if(subject.attributes().begin(), subject.attributes().end(),
                              [&](const crypto::NameAttribute& a) { return a.type == r; });
-    if (n == 0) return MakeError(ErrorCode::kPolicy, "template '" + name + "' requires subject attribute " + r);
-    if (n > 1) return MakeError(ErrorCode::kPolicy, "subject attribute " + r + " appears more than once");
+    if (n == 0)
+      return MakeError(ErrorCode::kPolicy,
+                       "template '" + name + "' requires subject attribute " + r);
+    if (n > 1)
+      return MakeError(ErrorCode::kPolicy, "subject attribute " + r + " appears more than once");
   }
   return {};
 }
 
-Status CertificateProfile::CheckSubjectAltNames(const std::vector<crypto::GeneralName>& sans) const {
+Status CertificateProfile::CheckSubjectAltNames(
+    const std::vector<crypto::GeneralName>& sans) const {
   for (const auto& s : sans) {
     if (std::find(san_allowed.begin(), san_allowed.end(), s.kind) == san_allowed.end()) {
-      return MakeError(ErrorCode::kPolicy, "template '" + name + "' does not allow subject alternative name " +
-                                               s.ToString());
+      return MakeError(
+          ErrorCode::kPolicy,
+          "template '" + name + "' does not allow subject alternative name " + s.ToString());
     }
   }
   if (san_required && sans.empty()) {
-    return MakeError(ErrorCode::kPolicy, "template '" + name + "' requires a subject alternative name");
+    return MakeError(ErrorCode::kPolicy,
+                     "template '" + name + "' requires a subject alternative name");
   }
   return {};
 }

@@ -15,12 +15,15 @@ namespace devid::cli {
 
 namespace {
 
-std::string HomeDir(const GlobalOptions& g) { return g.home.empty() ? std::string("./var/devid") : g.home; }
+std::string HomeDir(const GlobalOptions& g) {
+  return g.home.empty() ? std::string("./var/devid") : g.home;
+}
 
 Result<std::unique_ptr<store::Store>> OpenHomeStore(const GlobalOptions& g) {
   std::error_code ec;
   std::filesystem::create_directories(HomeDir(g), ec);
-  if (ec) return MakeError(ErrorCode::kIo, "cannot create home " + HomeDir(g) + ": " + ec.message());
+  if (ec)
+    return MakeError(ErrorCode::kIo, "cannot create home " + HomeDir(g) + ": " + ec.message());
   std::filesystem::permissions(HomeDir(g), std::filesystem::perms::owner_all,
                                std::filesystem::perm_options::replace, ec);
   return store::OpenStore("sqlite:" + HomeDir(g) + "/devid.db");
@@ -30,7 +33,8 @@ Result<ca::KeyProtection> ResolveProtection(const GlobalOptions& g) {
   ca::KeyProtection p;
   if (g.no_passphrase) {
     if (!g.passphrase_file.empty()) {
-      return MakeError(ErrorCode::kInvalidInput, "--no-passphrase and --passphrase-file exclude each other");
+      return MakeError(ErrorCode::kInvalidInput,
+                       "--no-passphrase and --passphrase-file exclude each other");
     }
     return p;
   }
@@ -41,7 +45,8 @@ Result<ca::KeyProtection> ResolveProtection(const GlobalOptions& g) {
     auto nl = text.find_first_of("\r\n");
     SecretString pass(std::string_view(text).substr(0, nl));
     SecureZero(text.data(), text.size());
-    if (pass.empty()) return MakeError(ErrorCode::kAuth, "the passphrase file " + g.passphrase_file + " is empty");
+    if (pass.empty())
+      return MakeError(ErrorCode::kAuth, "the passphrase file " + g.passphrase_file + " is empty");
     p.passphrase = std::move(pass);
     return p;
   }
@@ -81,7 +86,8 @@ Result<Context> Open(const GlobalOptions& g, bool needs_keys) {
   return c;
 }
 
-Status WriteOutput(const std::string& path, const std::string& pem, const Bytes& der, const std::string& format) {
+Status WriteOutput(const std::string& path, const std::string& pem, const Bytes& der,
+                   const std::string& format) {
   if (format == "der") return WriteFileAtomic(path, der);
   return WriteFileAtomic(path, AsBytes(pem));
 }
@@ -89,7 +95,8 @@ Status WriteOutput(const std::string& path, const std::string& pem, const Bytes&
 std::string StatusText(const store::CertificateRecord& r, int64_t now) {
   if (r.revocation) {
     auto reason = crypto::RevocationReasonFromCode(r.revocation->reason);
-    return "revoked(" + std::string(reason.ok() ? crypto::RevocationReasonName(*reason) : "?") + ")";
+    return "revoked(" + std::string(reason.ok() ? crypto::RevocationReasonName(*reason) : "?") +
+           ")";
   }
   return r.not_after < now ? "expired" : "valid";
 }
@@ -97,7 +104,8 @@ std::string StatusText(const store::CertificateRecord& r, int64_t now) {
 }  // namespace
 
 void AddCaCommands(CLI::App& app, GlobalOptions& g) {
-  CLI::App* ca = app.add_subcommand("ca", "Certificate authorities: roots, issuing CAs, issuance, revocation, CRLs");
+  CLI::App* ca = app.add_subcommand(
+      "ca", "Certificate authorities: roots, issuing CAs, issuance, revocation, CRLs");
   ca->require_subcommand(1);
   static const std::vector<std::string> kCurves = {"P-256", "P-384"};
   static const std::vector<std::string> kFormats = {"pem", "der"};
@@ -109,23 +117,30 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
       std::optional<int> days;
     };
     auto o = std::make_shared<Opts>();
-    CLI::App* c = ca->add_subcommand("init-root", "Create an organization (if new) and its self-signed root CA");
+    CLI::App* c = ca->add_subcommand("init-root",
+                                     "Create an organization (if new) and its self-signed root CA");
     c->add_option("--org", o->org, "Organization name")->required();
     c->add_option("--subject", o->subject, "Subject, e.g. \"CN=Acme Root CA,O=Acme\"")->required();
-    c->add_option("--curve", o->curve, "Key curve")->check(CLI::IsMember(kCurves))->capture_default_str();
+    c->add_option("--curve", o->curve, "Key curve")
+        ->check(CLI::IsMember(kCurves))
+        ->capture_default_str();
     c->add_option("--days", o->days, "Validity in days (default: the root template's, 7300)");
-    c->add_option("--crl-url", o->crl_url,
-                  "CRL URL this CA publishes, put in the certificates it issues ({org}, {ca} are replaced)");
-    c->add_option("--ocsp-url", o->ocsp_url, "OCSP responder URL put in the certificates it issues");
+    c->add_option(
+        "--crl-url", o->crl_url,
+        "CRL URL this CA publishes, put in the certificates it issues ({org}, {ca} are replaced)");
+    c->add_option("--ocsp-url", o->ocsp_url,
+                  "OCSP responder URL put in the certificates it issues");
     c->callback([o, &g] {
       Run(g, [&]() -> Status {
         DEVID_ASSIGN_OR_RETURN(Context ctx, Open(g, true));
         DEVID_ASSIGN_OR_RETURN(crypto::KeyType type, crypto::ParseKeyType(o->curve));
-        DEVID_ASSIGN_OR_RETURN(store::CaRecord rec,
-                               ctx.hierarchy->InitRoot(o->org, {o->subject, type, o->days, o->crl_url, o->ocsp_url}));
-        DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert, crypto::Certificate::Parse(rec.certificate_der));
-        std::cout << "root CA of " << o->org << " created: serial " << cert.SerialHex() << ", valid until "
-                  << FormatUtc(cert.not_after()) << "\n";
+        DEVID_ASSIGN_OR_RETURN(
+            store::CaRecord rec,
+            ctx.hierarchy->InitRoot(o->org, {o->subject, type, o->days, o->crl_url, o->ocsp_url}));
+        DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert,
+                               crypto::Certificate::Parse(rec.certificate_der));
+        std::cout << "root CA of " << o->org << " created: serial " << cert.SerialHex()
+                  << ", valid until " << FormatUtc(cert.not_after()) << "\n";
         return {};
       });
     });
@@ -138,24 +153,32 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
       std::optional<int> days;
     };
     auto o = std::make_shared<Opts>();
-    CLI::App* c = ca->add_subcommand("init-ica", "Create an issuing CA signed by the organization's root");
+    CLI::App* c =
+        ca->add_subcommand("init-ica", "Create an issuing CA signed by the organization's root");
     c->add_option("--org", o->org, "Organization name")->required();
     c->add_option("--name", o->name, "Name of the new issuing CA")->required();
-    c->add_option("--subject", o->subject, "Subject, e.g. \"CN=Acme Devices ICA,O=Acme\"")->required();
-    c->add_option("--curve", o->curve, "Key curve")->check(CLI::IsMember(kCurves))->capture_default_str();
-    c->add_option("--days", o->days, "Validity in days (default: the ica template's, 3650; never past the root's)");
+    c->add_option("--subject", o->subject, "Subject, e.g. \"CN=Acme Devices ICA,O=Acme\"")
+        ->required();
+    c->add_option("--curve", o->curve, "Key curve")
+        ->check(CLI::IsMember(kCurves))
+        ->capture_default_str();
+    c->add_option("--days", o->days,
+                  "Validity in days (default: the ica template's, 3650; never past the root's)");
     c->add_option("--crl-url", o->crl_url, "CRL URL this CA publishes ({org}, {ca} are replaced)");
-    c->add_option("--ocsp-url", o->ocsp_url, "OCSP responder URL put in the certificates it issues");
+    c->add_option("--ocsp-url", o->ocsp_url,
+                  "OCSP responder URL put in the certificates it issues");
     c->callback([o, &g] {
       Run(g, [&]() -> Status {
         DEVID_ASSIGN_OR_RETURN(Context ctx, Open(g, true));
         DEVID_ASSIGN_OR_RETURN(crypto::KeyType type, crypto::ParseKeyType(o->curve));
         DEVID_ASSIGN_OR_RETURN(
             store::CaRecord rec,
-            ctx.hierarchy->InitIssuing(o->org, o->name, {o->subject, type, o->days, o->crl_url, o->ocsp_url}));
-        DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert, crypto::Certificate::Parse(rec.certificate_der));
-        std::cout << "issuing CA " << o->name << " of " << o->org << " created: serial " << cert.SerialHex()
-                  << ", valid until " << FormatUtc(cert.not_after()) << "\n";
+            ctx.hierarchy->InitIssuing(o->org, o->name,
+                                       {o->subject, type, o->days, o->crl_url, o->ocsp_url}));
+        DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert,
+                               crypto::Certificate::Parse(rec.certificate_der));
+        std::cout << "issuing CA " << o->name << " of " << o->org << " created: serial "
+                  << cert.SerialHex() << ", valid until " << FormatUtc(cert.not_after()) << "\n";
         return {};
       });
     });
@@ -169,7 +192,8 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
       std::vector<std::string> sans;
     };
     auto o = std::make_shared<Opts>();
-    CLI::App* c = ca->add_subcommand("issue", "Issue a certificate for a PKCS#10 request under a template; prints the serial");
+    CLI::App* c = ca->add_subcommand(
+        "issue", "Issue a certificate for a PKCS#10 request under a template; prints the serial");
     c->add_option("--org", o->org, "Organization name")->required();
     c->add_option("--ca", o->ca_name, "Issuing CA name")->required();
     c->add_option("--template", o->template_name,
@@ -177,7 +201,9 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
         ->required();
     c->add_option("--csr", o->csr, "PKCS#10 request file, PEM or DER")->required();
     c->add_option("--out", o->out, "Where to write the certificate")->required();
-    c->add_option("--format", o->format, "Output encoding")->check(CLI::IsMember(kFormats))->capture_default_str();
+    c->add_option("--format", o->format, "Output encoding")
+        ->check(CLI::IsMember(kFormats))
+        ->capture_default_str();
     c->add_option("--days", o->days, "Validity in days (default: the template's)");
     c->add_option("--san", o->sans,
                   "Extra subject alternative name: dns:NAME, uri:URI, ip:ADDR, email:ADDR, "
@@ -185,7 +211,8 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
     c->callback([o, &g] {
       Run(g, [&]() -> Status {
         DEVID_ASSIGN_OR_RETURN(Bytes csr_bytes, ReadFile(o->csr, 1 << 20));
-        DEVID_ASSIGN_OR_RETURN(crypto::CertificateRequest csr, crypto::CertificateRequest::Parse(csr_bytes));
+        DEVID_ASSIGN_OR_RETURN(crypto::CertificateRequest csr,
+                               crypto::CertificateRequest::Parse(csr_bytes));
         ca::IssueOptions options;
         options.days = o->days;
         for (const auto& s : o->sans) {
@@ -193,7 +220,8 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
           options.extra_sans.push_back(std::move(gn));
         }
         DEVID_ASSIGN_OR_RETURN(Context ctx, Open(g, true));
-        DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile, ctx.hierarchy->FindProfile(o->template_name));
+        DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile,
+                               ctx.hierarchy->FindProfile(o->template_name));
         DEVID_ASSIGN_OR_RETURN(ca::SigningCa signer, ctx.hierarchy->Unlock(o->org, o->ca_name));
         DEVID_ASSIGN_OR_RETURN(ca::IssuedCertificate issued, signer.Issue(profile, csr, options));
         DEVID_ASSIGN_OR_RETURN(std::string pem, issued.certificate.ToPem());
@@ -219,16 +247,20 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
     c->add_option("--org", o->org, "Organization name")->required();
     c->add_option("--serial", o->serial, "Serial number, hexadecimal")->required();
     c->add_option("--reason", o->reason,
-                  "RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, "
+                  "RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged, "
+                  "superseded, "
                   "cessationOfOperation, privilegeWithdrawn, aACompromise")
         ->required();
     c->add_option("--ca", o->ca_name, "Issuing CA (only needed if two CAs used the same serial)");
     c->callback([o, &g] {
       Run(g, [&]() -> Status {
-        DEVID_ASSIGN_OR_RETURN(crypto::RevocationReason reason, crypto::ParseRevocationReason(o->reason));
+        DEVID_ASSIGN_OR_RETURN(crypto::RevocationReason reason,
+                               crypto::ParseRevocationReason(o->reason));
         DEVID_ASSIGN_OR_RETURN(Context ctx, Open(g, false));
-        DEVID_ASSIGN_OR_RETURN(store::CertificateRecord rec, ctx.hierarchy->Revoke(o->org, o->serial, reason, o->ca_name));
-        std::cout << "revoked " << rec.serial_hex << " (" << crypto::RevocationReasonName(reason) << ")\n";
+        DEVID_ASSIGN_OR_RETURN(store::CertificateRecord rec,
+                               ctx.hierarchy->Revoke(o->org, o->serial, reason, o->ca_name));
+        std::cout << "revoked " << rec.serial_hex << " (" << crypto::RevocationReasonName(reason)
+                  << ")\n";
         return {};
       });
     });
@@ -245,7 +277,9 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
     c->add_option("--org", o->org, "Organization name")->required();
     c->add_option("--ca", o->ca_name, "CA name (\"root\" for the root CA)")->required();
     c->add_option("--out", o->out, "Where to write the CRL")->required();
-    c->add_option("--format", o->format, "Output encoding")->check(CLI::IsMember(kFormats))->capture_default_str();
+    c->add_option("--format", o->format, "Output encoding")
+        ->check(CLI::IsMember(kFormats))
+        ->capture_default_str();
     c->add_option("--days", o->days, "Days until nextUpdate")->capture_default_str();
     c->callback([o, &g] {
       Run(g, [&]() -> Status {
@@ -255,8 +289,8 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
         DEVID_ASSIGN_OR_RETURN(std::string pem, crl.ToPem());
         DEVID_ASSIGN_OR_RETURN(Bytes der, crl.ToDer());
         DEVID_TRY(WriteOutput(o->out, pem, der, o->format));
-        std::cout << "CRL number " << crl.NumberHex() << " with " << crl.revoked_count() << " entries written to "
-                  << o->out << "\n";
+        std::cout << "CRL number " << crl.NumberHex() << " with " << crl.revoked_count()
+                  << " entries written to " << o->out << "\n";
         return {};
       });
     });
@@ -269,7 +303,8 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
       bool chain = false;
     };
     auto o = std::make_shared<Opts>();
-    CLI::App* c = ca->add_subcommand("export", "Write a CA certificate (PEM), optionally with its chain to the root");
+    CLI::App* c = ca->add_subcommand(
+        "export", "Write a CA certificate (PEM), optionally with its chain to the root");
     c->add_option("--org", o->org, "Organization name")->required();
     c->add_option("--ca", o->ca_name, "CA name (\"root\" for the root CA)")->required();
     c->add_flag("--chain", o->chain, "Append the issuers up to and including the root");
@@ -277,7 +312,8 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
     c->callback([o, &g] {
       Run(g, [&]() -> Status {
         DEVID_ASSIGN_OR_RETURN(Context ctx, Open(g, false));
-        DEVID_ASSIGN_OR_RETURN(std::vector<crypto::Certificate> chain, ctx.hierarchy->Chain(o->org, o->ca_name));
+        DEVID_ASSIGN_OR_RETURN(std::vector<crypto::Certificate> chain,
+                               ctx.hierarchy->Chain(o->org, o->ca_name));
         std::string pem;
         for (size_t i = 0; i < (o->chain ? chain.size() : 1); ++i) {
           DEVID_ASSIGN_OR_RETURN(std::string one, chain[i].ToPem());
@@ -296,13 +332,15 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
       std::optional<int> expires_within;
     };
     auto o = std::make_shared<Opts>();
-    CLI::App* c = ca->add_subcommand("list", "List an organization's certificates: serial, CA, template, status, expiry");
+    CLI::App* c = ca->add_subcommand(
+        "list", "List an organization's certificates: serial, CA, template, status, expiry");
     c->add_option("--org", o->org, "Organization name")->required();
     c->add_option("--ca", o->ca_name, "Only this CA's certificates");
     c->add_option("--status", o->status, "Only certificates with this status")
         ->check(CLI::IsMember({"any", "valid", "revoked", "expired"}))
         ->capture_default_str();
-    c->add_option("--expires-within", o->expires_within, "Only certificates expiring within N days");
+    c->add_option("--expires-within", o->expires_within,
+                  "Only certificates expiring within N days");
     c->callback([o, &g] {
       Run(g, [&]() -> Status {
         DEVID_ASSIGN_OR_RETURN(Context ctx, Open(g, false));
@@ -314,7 +352,9 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
           if (o->ca_name && ca.name == *o->ca_name) filter.ca_id = ca.id;
         }
         if (o->ca_name && !filter.ca_id) {
-          return MakeError(ErrorCode::kNotFound, "CA '" + *o->ca_name + "' does not exist in organization '" + o->org + "'");
+          return MakeError(
+              ErrorCode::kNotFound,
+              "CA '" + *o->ca_name + "' does not exist in organization '" + o->org + "'");
         }
         int64_t now = NowUnix();
         filter.now = now;
@@ -322,12 +362,16 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
         if (o->status == "valid") filter.status = store::CertificateStatus::kValid;
         if (o->status == "revoked") filter.status = store::CertificateStatus::kRevoked;
         if (o->status == "expired") filter.status = store::CertificateStatus::kExpired;
-        if (o->expires_within) filter.expires_before = now + int64_t{*o->expires_within} * kSecondsPerDay;
-        DEVID_ASSIGN_OR_RETURN(std::vector<store::CertificateRecord> certs, ctx.hierarchy->List(o->org, filter));
-        std::printf("%-34s %-12s %-8s %-26s %-21s %s\n", "SERIAL", "CA", "TEMPLATE", "STATUS", "NOT_AFTER", "SUBJECT");
+        if (o->expires_within)
+          filter.expires_before = now + int64_t{*o->expires_within} * kSecondsPerDay;
+        DEVID_ASSIGN_OR_RETURN(std::vector<store::CertificateRecord> certs,
+                               ctx.hierarchy->List(o->org, filter));
+        std::printf("%-34s %-12s %-8s %-26s %-21s %s\n", "SERIAL", "CA", "TEMPLATE", "STATUS",
+                    "NOT_AFTER", "SUBJECT");
         for (const auto& r : certs) {
-          std::printf("%-34s %-12s %-8s %-26s %-21s %s\n", r.serial_hex.c_str(), ca_names[r.ca_id].c_str(),
-                      r.template_name.c_str(), StatusText(r, now).c_str(), FormatUtc(r.not_after).c_str(),
+          std::printf("%-34s %-12s %-8s %-26s %-21s %s\n", r.serial_hex.c_str(),
+                      ca_names[r.ca_id].c_str(), r.template_name.c_str(),
+                      StatusText(r, now).c_str(), FormatUtc(r.not_after).c_str(),
                       r.subject.c_str());
         }
         return {};

@@ -13,8 +13,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("devid ") + DEVID_VERSION);
   devid::cli::GlobalOptions global;
-  app.add_option("--home", global.home,
-                 "State folder (default: $DEVID_HOME, else ./var/devid)")
+  app.add_option("--home", global.home, "State folder (default: $DEVID_HOME, else ./var/devid)")
       ->envname("DEVID_HOME");
   app.add_option("--passphrase-file", global.passphrase_file,
                  "File whose first line is the passphrase that encrypts CA keys "

@@ -31,8 +31,7 @@ Result<Bytes> HexDecode(std::string_view hex) {
   for (char c : hex) {
     if (c == ':') continue;
     if (HexValue(c) < 0) {
-      return MakeError(ErrorCode::kInvalidInput,
-                       "'" + std::string(hex) + "' is not hexadecimal");
+      return MakeError(ErrorCode::kInvalidInput, "'" + std::string(hex) + "' is not hexadecimal");
     }
     digits.push_back(c);
   }

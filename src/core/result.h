@@ -37,8 +37,8 @@ struct Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}       // NOLINT: implicit by design
-  Result(Error error) : v_(std::move(error)) {}   // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT: implicit by design
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -100,12 +100,12 @@ inline Error MakeError(ErrorCode code, std::string message) {
 #define DEVID_CONCAT_(a, b) DEVID_CONCAT_INNER_(a, b)
 
 // Evaluates a Result-returning expression; on error returns the error from the enclosing function.
-#define DEVID_TRY(expr)                          \
-  do {                                           \
-    auto devid_try_status_ = (expr);             \
-    if (!devid_try_status_.ok()) {               \
-      return devid_try_status_.error();          \
-    }                                            \
+#define DEVID_TRY(expr)                 \
+  do {                                  \
+    auto devid_try_status_ = (expr);    \
+    if (!devid_try_status_.ok()) {      \
+      return devid_try_status_.error(); \
+    }                                   \
   } while (false)
 
 // Declares `lhs` from a Result-returning expression, or returns its error.

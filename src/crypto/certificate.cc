@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "crypto/error.h"
+#include "crypto/internal/encoding.h"
 
 namespace devid::crypto {
 
@@ -88,25 +89,19 @@ Result<std::vector<Certificate>> Certificate::ParsePemChain(ByteView pem) {
 }
 
 Result<Bytes> Certificate::ToDer() const {
-  int len = i2d_X509(x509_.get(), nullptr);
-  if (len <= 0) return OpenSslError("encoding certificate");
-  Bytes out(static_cast<size_t>(len));
-  unsigned char* p = out.data();
-  i2d_X509(x509_.get(), &p);
-  return out;
+  return internal::EncodeDer("certificate",
+                             [&](unsigned char** p) { return i2d_X509(x509_.get(), p); });
 }
 
 Result<std::string> Certificate::ToPem() const {
-  UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_X509(bio.get(), x509_.get()) != 1) return OpenSslError("writing PEM");
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(len));
+  return internal::EncodePem("certificate",
+                             [&](BIO* bio) { return PEM_write_bio_X509(bio, x509_.get()); });
 }
 
 std::string Certificate::SerialHex() const {
   const ASN1_INTEGER* serial = X509_get0_serialNumber(x509_.get());
-  return HexEncode(ByteView(ASN1_STRING_get0_data(serial), static_cast<size_t>(ASN1_STRING_length(serial))));
+  return HexEncode(
+      ByteView(ASN1_STRING_get0_data(serial), static_cast<size_t>(ASN1_STRING_length(serial))));
 }
 
 Result<DistinguishedName> Certificate::subject() const {
@@ -146,11 +141,9 @@ Result<PublicKey> Certificate::public_key() const {
   }
   // Built by devid from key bits (see spki.h): decode on demand.
   X509_PUBKEY* pub = X509_get_X509_PUBKEY(x509_.get());
-  int n = i2d_X509_PUBKEY(pub, nullptr);
-  if (n <= 0) return OpenSslError("encoding the certificate's public key");
-  Bytes der(static_cast<size_t>(n));
-  unsigned char* p = der.data();
-  i2d_X509_PUBKEY(pub, &p);
+  DEVID_ASSIGN_OR_RETURN(
+      Bytes der, internal::EncodeDer("the certificate's public key",
+                                     [&](unsigned char** p) { return i2d_X509_PUBKEY(pub, p); }));
   return PublicKey::FromDer(der);
 }
 
@@ -308,14 +301,16 @@ Status CertificateBuilder::AddExtendedKeyUsage(const std::vector<std::string>& p
   if (!eku) return OpenSslError("allocating extKeyUsage");
   for (const std::string& p : purposes) {
     UniquePtr<ASN1_OBJECT> obj(OBJ_txt2obj(p.c_str(), 0));
-    if (!obj) return OpenSslError("unknown extended key usage '" + p + "'", ErrorCode::kInvalidInput);
+    if (!obj)
+      return OpenSslError("unknown extended key usage '" + p + "'", ErrorCode::kInvalidInput);
     if (sk_ASN1_OBJECT_push(eku.get(), obj.get()) == 0) return OpenSslError("extKeyUsage");
     obj.release();
   }
   return AddExtension(NID_ext_key_usage, false, eku.get());
 }
 
-Status CertificateBuilder::AddSubjectAltNames(const std::vector<GeneralName>& names, bool critical) {
+Status CertificateBuilder::AddSubjectAltNames(const std::vector<GeneralName>& names,
+                                              bool critical) {
   DEVID_ASSIGN_OR_RETURN(UniquePtr<GENERAL_NAMES> gns, ToGeneralNames(names));
   return AddExtension(NID_subject_alt_name, critical, gns.get());
 }
@@ -359,7 +354,8 @@ Result<Certificate> CertificateBuilder::Sign(const PrivateKey& key) {
   if (!ok_) return OpenSslError("allocating X509");
   DEVID_ASSIGN_OR_RETURN(Bytes ski, KeyIdentifier(X509_get_X509_PUBKEY(x509_.get())));
   UniquePtr<ASN1_OCTET_STRING> ski_value(ASN1_OCTET_STRING_new());
-  if (!ski_value || ASN1_OCTET_STRING_set(ski_value.get(), ski.data(), static_cast<int>(ski.size())) != 1) {
+  if (!ski_value ||
+      ASN1_OCTET_STRING_set(ski_value.get(), ski.data(), static_cast<int>(ski.size())) != 1) {
     return OpenSslError("subjectKeyIdentifier");
   }
   DEVID_TRY(AddExtension(NID_subject_key_identifier, false, ski_value.get()));
@@ -370,8 +366,8 @@ Result<Certificate> CertificateBuilder::Sign(const PrivateKey& key) {
   UniquePtr<AUTHORITY_KEYID> akid(AUTHORITY_KEYID_new());
   if (!akid) return OpenSslError("allocating authorityKeyIdentifier");
   akid->keyid = ASN1_OCTET_STRING_new();
-  if (akid->keyid == nullptr ||
-      ASN1_OCTET_STRING_set(akid->keyid, akid_bytes.data(), static_cast<int>(akid_bytes.size())) != 1) {
+  if (akid->keyid == nullptr || ASN1_OCTET_STRING_set(akid->keyid, akid_bytes.data(),
+                                                      static_cast<int>(akid_bytes.size())) != 1) {
     return OpenSslError("authorityKeyIdentifier");
   }
   DEVID_TRY(AddExtension(NID_authority_key_identifier, false, akid.get()));

@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "crypto/error.h"
+#include "crypto/internal/encoding.h"
 
 namespace devid::crypto {
 
@@ -21,7 +22,8 @@ constexpr RevocationReason kAllReasons[] = {
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
          });
 }
 }  // namespace
@@ -63,17 +65,19 @@ Result<RevocationReason> ParseRevocationReason(std::string_view name) {
       return r;
     }
   }
-  return MakeError(ErrorCode::kInvalidInput,
-                   "unknown revocation reason '" + std::string(name) +
-                       "' (unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, "
-                       "cessationOfOperation, privilegeWithdrawn, aACompromise)");
+  return MakeError(
+      ErrorCode::kInvalidInput,
+      "unknown revocation reason '" + std::string(name) +
+          "' (unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, "
+          "cessationOfOperation, privilegeWithdrawn, aACompromise)");
 }
 
 Result<RevocationReason> RevocationReasonFromCode(int code) {
   for (RevocationReason r : kAllReasons) {
     if (static_cast<int>(r) == code) return r;
   }
-  return MakeError(ErrorCode::kInvalidInput, "invalid revocation reason code " + std::to_string(code));
+  return MakeError(ErrorCode::kInvalidInput,
+                   "invalid revocation reason code " + std::to_string(code));
 }
 
 Crl::Crl(const Crl& other) : crl_(X509_CRL_dup(other.crl_.get())) {
@@ -99,20 +103,12 @@ Result<Crl> Crl::Parse(ByteView data) {
 }
 
 Result<Bytes> Crl::ToDer() const {
-  int len = i2d_X509_CRL(crl_.get(), nullptr);
-  if (len <= 0) return OpenSslError("encoding CRL");
-  Bytes out(static_cast<size_t>(len));
-  unsigned char* p = out.data();
-  i2d_X509_CRL(crl_.get(), &p);
-  return out;
+  return internal::EncodeDer("CRL", [&](unsigned char** p) { return i2d_X509_CRL(crl_.get(), p); });
 }
 
 Result<std::string> Crl::ToPem() const {
-  UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_X509_CRL(bio.get(), crl_.get()) != 1) return OpenSslError("writing PEM CRL");
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(len));
+  return internal::EncodePem("CRL",
+                             [&](BIO* bio) { return PEM_write_bio_X509_CRL(bio, crl_.get()); });
 }
 
 std::string Crl::NumberHex() const {
@@ -138,20 +134,22 @@ int64_t Crl::next_update() const {
   return static_cast<int64_t>(timegm(&tm));
 }
 
-Result<Crl> BuildCrl(const Certificate& issuer, const PrivateKey& issuer_key, const CrlFields& fields) {
+Result<Crl> BuildCrl(const Certificate& issuer, const PrivateKey& issuer_key,
+                     const CrlFields& fields) {
   UniquePtr<X509_CRL> crl(X509_CRL_new());
   if (!crl) return OpenSslError("allocating CRL");
   UniquePtr<ASN1_TIME> this_update(ASN1_TIME_set(nullptr, static_cast<time_t>(fields.this_update)));
   UniquePtr<ASN1_TIME> next_update(ASN1_TIME_set(nullptr, static_cast<time_t>(fields.next_update)));
   if (X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2) != 1 ||
-      X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(issuer.get())) != 1 || !this_update ||
-      !next_update || X509_CRL_set1_lastUpdate(crl.get(), this_update.get()) != 1 ||
+      X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(issuer.get())) != 1 ||
+      !this_update || !next_update || X509_CRL_set1_lastUpdate(crl.get(), this_update.get()) != 1 ||
       X509_CRL_set1_nextUpdate(crl.get(), next_update.get()) != 1) {
     return OpenSslError("building CRL header");
   }
   for (const RevokedEntry& entry : fields.revoked) {
     UniquePtr<X509_REVOKED> rev(X509_REVOKED_new());
-    UniquePtr<BIGNUM> bn(BN_bin2bn(entry.serial.data(), static_cast<int>(entry.serial.size()), nullptr));
+    UniquePtr<BIGNUM> bn(
+        BN_bin2bn(entry.serial.data(), static_cast<int>(entry.serial.size()), nullptr));
     UniquePtr<ASN1_INTEGER> serial(bn ? BN_to_ASN1_INTEGER(bn.get(), nullptr) : nullptr);
     UniquePtr<ASN1_TIME> when(ASN1_TIME_set(nullptr, static_cast<time_t>(entry.revoked_at)));
     if (!rev || !serial || !when || X509_REVOKED_set_serialNumber(rev.get(), serial.get()) != 1 ||
@@ -175,7 +173,8 @@ Result<Crl> BuildCrl(const Certificate& issuer, const PrivateKey& issuer_key, co
     return OpenSslError("cRLNumber");
   }
   const ASN1_OCTET_STRING* ski = X509_get0_subject_key_id(issuer.get());
-  if (ski == nullptr) return MakeError(ErrorCode::kPolicy, "the CRL issuer has no subjectKeyIdentifier");
+  if (ski == nullptr)
+    return MakeError(ErrorCode::kPolicy, "the CRL issuer has no subjectKeyIdentifier");
   UniquePtr<AUTHORITY_KEYID> akid(AUTHORITY_KEYID_new());
   if (!akid || (akid->keyid = ASN1_OCTET_STRING_dup(ski)) == nullptr ||
       X509_CRL_add1_ext_i2d(crl.get(), NID_authority_key_identifier, akid.get(), 0, 0) != 1) {

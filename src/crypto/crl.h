@@ -68,6 +68,7 @@ struct CrlFields {
 };
 
 // A full v2 CRL with cRLNumber and authorityKeyIdentifier, signed by the CA key.
-Result<Crl> BuildCrl(const Certificate& issuer, const PrivateKey& issuer_key, const CrlFields& fields);
+Result<Crl> BuildCrl(const Certificate& issuer, const PrivateKey& issuer_key,
+                     const CrlFields& fields);
 
 }  // namespace devid::crypto

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "crypto/error.h"
+#include "crypto/internal/encoding.h"
 
 namespace devid::crypto {
 
@@ -44,7 +45,8 @@ Result<Element> Next(const uint8_t*& p, const uint8_t* end, const char* what) {
   return e;
 }
 
-Result<Element> Expect(const uint8_t*& p, const uint8_t* end, int tag, bool constructed, const char* what) {
+Result<Element> Expect(const uint8_t*& p, const uint8_t* end, int tag, bool constructed,
+                       const char* what) {
   DEVID_ASSIGN_OR_RETURN(Element e, Next(p, end, what));
   if (e.cls != V_ASN1_UNIVERSAL || e.tag != tag || e.constructed != constructed) {
     return Malformed(std::string("unexpected element where ") + what + " belongs");
@@ -65,8 +67,10 @@ Result<Bytes> PemToDer(ByteView data) {
   UniquePtr<char> n(name);
   UniquePtr<char> h(header);
   UniquePtr<unsigned char> d(der);
-  if (std::strcmp(name, "CERTIFICATE REQUEST") != 0 && std::strcmp(name, "NEW CERTIFICATE REQUEST") != 0) {
-    return MakeError(ErrorCode::kInvalidInput, std::string("PEM block is '") + name + "', not a CERTIFICATE REQUEST");
+  if (std::strcmp(name, "CERTIFICATE REQUEST") != 0 &&
+      std::strcmp(name, "NEW CERTIFICATE REQUEST") != 0) {
+    return MakeError(ErrorCode::kInvalidInput,
+                     std::string("PEM block is '") + name + "', not a CERTIFICATE REQUEST");
   }
   return Bytes(der, der + len);
 }
@@ -83,18 +87,22 @@ Result<CertificateRequest> CertificateRequest::Parse(ByteView data) {
   }
   const uint8_t* p = der.data();
   const uint8_t* end = der.data() + der.size();
-  DEVID_ASSIGN_OR_RETURN(Element outer, Expect(p, end, V_ASN1_SEQUENCE, true, "CertificationRequest"));
+  DEVID_ASSIGN_OR_RETURN(Element outer,
+                         Expect(p, end, V_ASN1_SEQUENCE, true, "CertificationRequest"));
   if (outer.end != end) return Malformed("trailing bytes after the request");
 
   const uint8_t* q = outer.content;
-  DEVID_ASSIGN_OR_RETURN(Element info, Expect(q, outer.end, V_ASN1_SEQUENCE, true, "certificationRequestInfo"));
-  DEVID_ASSIGN_OR_RETURN(Element sig_alg, Expect(q, outer.end, V_ASN1_SEQUENCE, true, "signatureAlgorithm"));
+  DEVID_ASSIGN_OR_RETURN(Element info,
+                         Expect(q, outer.end, V_ASN1_SEQUENCE, true, "certificationRequestInfo"));
+  DEVID_ASSIGN_OR_RETURN(Element sig_alg,
+                         Expect(q, outer.end, V_ASN1_SEQUENCE, true, "signatureAlgorithm"));
   DEVID_ASSIGN_OR_RETURN(Element sig, Expect(q, outer.end, V_ASN1_BIT_STRING, false, "signature"));
   if (q != outer.end) return Malformed("extra elements after the signature");
 
   const uint8_t* i = info.content;
   DEVID_ASSIGN_OR_RETURN(Element version, Expect(i, info.end, V_ASN1_INTEGER, false, "version"));
-  if (version.body().size() != 1 || version.body()[0] != 0) return Malformed("version is not v1 (0)");
+  if (version.body().size() != 1 || version.body()[0] != 0)
+    return Malformed("version is not v1 (0)");
   DEVID_ASSIGN_OR_RETURN(Element subject, Expect(i, info.end, V_ASN1_SEQUENCE, true, "subject"));
   DEVID_ASSIGN_OR_RETURN(Element spki, Expect(i, info.end, V_ASN1_SEQUENCE, true, "subjectPKInfo"));
   ByteView attributes;
@@ -119,9 +127,12 @@ Result<CertificateRequest> CertificateRequest::Parse(ByteView data) {
   UniquePtr<ASN1_STRING> signature(d2i_ASN1_BIT_STRING(nullptr, &s, sig.end - sig.start));
   if (!signature || s != sig.end) return Malformed("signature");
 
-  auto offset = [&](ByteView v) { return std::make_pair(static_cast<size_t>(v.data() - der.data()), v.size()); };
+  auto offset = [&](ByteView v) {
+    return std::make_pair(static_cast<size_t>(v.data() - der.data()), v.size());
+  };
   std::pair<size_t, size_t> info_range = offset(info.whole());
-  std::pair<size_t, size_t> attributes_range = attributes.empty() ? std::make_pair(size_t{0}, size_t{0}) : offset(attributes);
+  std::pair<size_t, size_t> attributes_range =
+      attributes.empty() ? std::make_pair(size_t{0}, size_t{0}) : offset(attributes);
   CertificateRequest req(std::move(der), std::move(key).value());
   req.info_ = info_range;
   req.attributes_ = attributes_range;
@@ -142,14 +153,16 @@ Status CertificateRequest::VerifyProofOfPossession() const {
     return MakeError(ErrorCode::kInvalidInput, "the CSR's signature algorithm is not supported");
   }
   if (pkey_nid != OBJ_obj2nid(key_obj)) {
-    return MakeError(ErrorCode::kVerification, "the CSR's signature algorithm does not match its key");
+    return MakeError(ErrorCode::kVerification,
+                     "the CSR's signature algorithm does not match its key");
   }
   // DER signatures are whole bytes: a BIT STRING with unused bits is malformed.
   if ((signature_->flags & 0x07) != 0 && (signature_->flags & ASN1_STRING_FLAG_BITS_LEFT) != 0) {
     return MakeError(ErrorCode::kInvalidInput, "malformed CSR signature");
   }
   const EVP_MD* md = EVP_get_digestbynid(md_nid);
-  if (md == nullptr) return MakeError(ErrorCode::kInvalidInput, "the CSR's digest is not supported");
+  if (md == nullptr)
+    return MakeError(ErrorCode::kInvalidInput, "the CSR's digest is not supported");
   DEVID_ASSIGN_OR_RETURN(UniquePtr<EVP_PKEY> key, public_key_.Decode());
   UniquePtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, md, nullptr, key.get()) != 1) {
@@ -157,7 +170,8 @@ Status CertificateRequest::VerifyProofOfPossession() const {
   }
   ByteView info = Slice(info_);
   int r = EVP_DigestVerify(ctx.get(), ASN1_STRING_get0_data(signature_.get()),
-                           static_cast<size_t>(ASN1_STRING_length(signature_.get())), info.data(), info.size());
+                           static_cast<size_t>(ASN1_STRING_length(signature_.get())), info.data(),
+                           info.size());
   if (r != 1) {
     ClearOpenSslErrors();
     return MakeError(ErrorCode::kVerification, "CSR signature does not verify with its own key");
@@ -180,9 +194,11 @@ Result<std::vector<GeneralName>> CertificateRequest::RequestedSubjectAltNames() 
     if (!attr) return Malformed("attribute");
     p = q;
     if (OBJ_obj2nid(X509_ATTRIBUTE_get0_object(attr.get())) != NID_ext_req) continue;
-    if (X509_ATTRIBUTE_count(attr.get()) != 1) return Malformed("extensionRequest must have one value");
+    if (X509_ATTRIBUTE_count(attr.get()) != 1)
+      return Malformed("extensionRequest must have one value");
     const ASN1_TYPE* value = X509_ATTRIBUTE_get0_type(attr.get(), 0);
-    if (value == nullptr || value->type != V_ASN1_SEQUENCE) return Malformed("extensionRequest value");
+    if (value == nullptr || value->type != V_ASN1_SEQUENCE)
+      return Malformed("extensionRequest value");
     const unsigned char* e = ASN1_STRING_get0_data(value->value.sequence);
     long elen = ASN1_STRING_length(value->value.sequence);
     UniquePtr<STACK_OF(X509_EXTENSION)> exts(d2i_X509_EXTENSIONS(nullptr, &e, elen));
@@ -202,13 +218,15 @@ Result<std::vector<GeneralName>> CertificateRequest::RequestedSubjectAltNames() 
   return out;
 }
 
-Result<CertificateRequest> MakeCertificateRequest(const PrivateKey& key, const DistinguishedName& subject,
+Result<CertificateRequest> MakeCertificateRequest(const PrivateKey& key,
+                                                  const DistinguishedName& subject,
                                                   const std::vector<GeneralName>& sans) {
   UniquePtr<X509_REQ> req(X509_REQ_new());
   if (!req) return OpenSslError("allocating X509_REQ");
   DEVID_ASSIGN_OR_RETURN(UniquePtr<X509_NAME> name, subject.ToX509Name());
   DEVID_ASSIGN_OR_RETURN(SubjectPublicKeyInfo spki, SubjectPublicKeyInfo::FromKey(key.get()));
-  if (X509_REQ_set_version(req.get(), 0) != 1 || X509_REQ_set_subject_name(req.get(), name.get()) != 1) {
+  if (X509_REQ_set_version(req.get(), 0) != 1 ||
+      X509_REQ_set_subject_name(req.get(), name.get()) != 1) {
     return OpenSslError("building CSR");
   }
   DEVID_TRY(spki.CopyTo(X509_REQ_get_X509_PUBKEY(req.get())));
@@ -220,16 +238,15 @@ Result<CertificateRequest> MakeCertificateRequest(const PrivateKey& key, const D
       return OpenSslError("building CSR extensions");
     }
     ext.release();
-    if (X509_REQ_add_extensions(req.get(), exts.get()) != 1) return OpenSslError("adding CSR extensions");
+    if (X509_REQ_add_extensions(req.get(), exts.get()) != 1)
+      return OpenSslError("adding CSR extensions");
   }
   KeyAlgorithm alg = key.algorithm();
   const EVP_MD* md = alg.type ? SignatureDigestFor(*alg.type) : EVP_sha256();
   if (X509_REQ_sign(req.get(), key.get(), md) <= 0) return OpenSslError("signing CSR");
-  int len = i2d_X509_REQ(req.get(), nullptr);
-  if (len <= 0) return OpenSslError("encoding CSR");
-  Bytes der(static_cast<size_t>(len));
-  unsigned char* out = der.data();
-  i2d_X509_REQ(req.get(), &out);
+  DEVID_ASSIGN_OR_RETURN(Bytes der, internal::EncodeDer("CSR", [&](unsigned char** p) {
+                           return i2d_X509_REQ(req.get(), p);
+                         }));
   return CertificateRequest::Parse(der);
 }
 

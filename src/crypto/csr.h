@@ -35,7 +35,9 @@ class CertificateRequest {
   CertificateRequest(Bytes der, SubjectPublicKeyInfo public_key)
       : der_(std::move(der)), public_key_(std::move(public_key)) {}
 
-  ByteView Slice(std::pair<size_t, size_t> range) const { return ByteView(der_).subspan(range.first, range.second); }
+  ByteView Slice(std::pair<size_t, size_t> range) const {
+    return ByteView(der_).subspan(range.first, range.second);
+  }
 
   Bytes der_;
   std::pair<size_t, size_t> info_;        // certificationRequestInfo: offset, length in der_
@@ -47,7 +49,8 @@ class CertificateRequest {
 };
 
 // Builds and signs a PKCS#10 request (tests, tools, the agent later).
-Result<CertificateRequest> MakeCertificateRequest(const PrivateKey& key, const DistinguishedName& subject,
+Result<CertificateRequest> MakeCertificateRequest(const PrivateKey& key,
+                                                  const DistinguishedName& subject,
                                                   const std::vector<GeneralName>& sans);
 
 }  // namespace devid::crypto

@@ -30,12 +30,12 @@ struct Deleter {
 template <typename T>
 using UniquePtr = std::unique_ptr<T, internal::Deleter>;
 
-#define DEVID_MAKE_DELETER(type, free_fn)        \
-  namespace internal {                           \
-  template <>                                    \
-  struct DeleterImpl<type> {                     \
+#define DEVID_MAKE_DELETER(type, free_fn)         \
+  namespace internal {                            \
+  template <>                                     \
+  struct DeleterImpl<type> {                      \
     static void Free(type* ptr) { free_fn(ptr); } \
-  };                                             \
+  };                                              \
   }
 
 inline void FreeX509Stack(STACK_OF(X509) * s) { sk_X509_pop_free(s, X509_free); }

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "crypto/error.h"
+#include "crypto/internal/encoding.h"
 #include "crypto/spki.h"
 
 namespace devid::crypto {
@@ -16,12 +17,6 @@ namespace {
 // PBKDF2 work factor for CA keys at rest; a CA key is decrypted once per process.
 constexpr int kPbkdf2Iterations = 200000;
 
-Result<std::string> BioToString(BIO* bio) {
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  if (len < 0) return OpenSslError("reading memory BIO");
-  return std::string(data, static_cast<size_t>(len));
-}
 }  // namespace
 
 std::string_view KeyTypeName(KeyType type) {
@@ -131,38 +126,21 @@ Result<PrivateKey> PrivateKey::FromPem(std::string_view pem, const SecretString*
 }
 
 Result<std::string> PrivateKey::ToPkcs8Pem(const SecretString* passphrase) const {
-  UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
-  if (!bio) return OpenSslError("allocating BIO");
   UniquePtr<PKCS8_PRIV_KEY_INFO> p8(EVP_PKEY2PKCS8(pkey_.get()));
   if (!p8) return OpenSslError("encoding the private key as PKCS#8");
   if (passphrase == nullptr) {
-    if (PEM_write_bio_PKCS8_PRIV_KEY_INFO(bio.get(), p8.get()) != 1) {
-      return OpenSslError("writing PKCS#8 PEM");
-    }
-    return BioToString(bio.get());
+    return internal::EncodePem(
+        "PKCS#8", [&](BIO* bio) { return PEM_write_bio_PKCS8_PRIV_KEY_INFO(bio, p8.get()); });
   }
   if (passphrase->empty()) return MakeError(ErrorCode::kAuth, "the passphrase is empty");
   // -1: PBES2; the PRF defaults to HMAC-SHA256 in OpenSSL 3.
-  UniquePtr<X509_SIG> sig(PKCS8_encrypt_ex(
-      -1, EVP_aes_256_cbc(), passphrase->reveal().data(), static_cast<int>(passphrase->reveal().size()),
-      nullptr, 0, kPbkdf2Iterations, p8.get(), nullptr, nullptr));
+  UniquePtr<X509_SIG> sig(PKCS8_encrypt_ex(-1, EVP_aes_256_cbc(), passphrase->reveal().data(),
+                                           static_cast<int>(passphrase->reveal().size()), nullptr,
+                                           0, kPbkdf2Iterations, p8.get(), nullptr, nullptr));
   if (!sig) return OpenSslError("encrypting the private key");
-  if (PEM_write_bio_PKCS8(bio.get(), sig.get()) != 1) {
-    return OpenSslError("writing encrypted PKCS#8 PEM");
-  }
-  return BioToString(bio.get());
+  return internal::EncodePem("encrypted PKCS#8",
+                             [&](BIO* bio) { return PEM_write_bio_PKCS8(bio, sig.get()); });
 }
-
-namespace {
-Result<Bytes> SpkiDer(EVP_PKEY* pkey) {
-  int len = i2d_PUBKEY(pkey, nullptr);
-  if (len <= 0) return OpenSslError("encoding SubjectPublicKeyInfo");
-  Bytes out(static_cast<size_t>(len));
-  unsigned char* p = out.data();
-  if (i2d_PUBKEY(pkey, &p) != len) return OpenSslError("encoding SubjectPublicKeyInfo");
-  return out;
-}
-}  // namespace
 
 Result<Bytes> PrivateKey::PublicKeyDer() const {
   DEVID_ASSIGN_OR_RETURN(SubjectPublicKeyInfo spki, SubjectPublicKeyInfo::FromKey(pkey_.get()));
@@ -189,14 +167,14 @@ Result<PublicKey> PublicKey::FromPem(std::string_view pem) {
   return PublicKey(UniquePtr<EVP_PKEY>(raw));
 }
 
-Result<Bytes> PublicKey::ToDer() const { return SpkiDer(pkey_.get()); }
+Result<Bytes> PublicKey::ToDer() const {
+  return internal::EncodeDer("SubjectPublicKeyInfo",
+                             [&](unsigned char** p) { return i2d_PUBKEY(pkey_.get(), p); });
+}
 
 Result<std::string> PublicKey::ToPem() const {
-  UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_PUBKEY(bio.get(), pkey_.get()) != 1) {
-    return OpenSslError("writing PEM public key");
-  }
-  return BioToString(bio.get());
+  return internal::EncodePem("public key",
+                             [&](BIO* bio) { return PEM_write_bio_PUBKEY(bio, pkey_.get()); });
 }
 
 KeyAlgorithm PublicKey::algorithm() const { return DescribeKey(pkey_.get()); }

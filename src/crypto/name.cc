@@ -12,7 +12,8 @@ namespace {
 constexpr const char* kHardwareModuleNameOid = "1.3.6.1.5.5.7.8.4";
 
 Error NameError(std::string_view text, const std::string& why) {
-  return MakeError(ErrorCode::kInvalidInput, "distinguished name '" + std::string(text) + "': " + why);
+  return MakeError(ErrorCode::kInvalidInput,
+                   "distinguished name '" + std::string(text) + "': " + why);
 }
 
 std::string Trim(std::string_view s) {
@@ -206,8 +207,8 @@ Result<GeneralName> GeneralName::Parse(std::string_view text) {
     UniquePtr<ASN1_OBJECT> oid(OBJ_txt2obj(gn.value.c_str(), 1));
     if (!oid) {
       ClearOpenSslErrors();
-      return MakeError(ErrorCode::kInvalidInput, "hardwareModuleName hwType '" + gn.value +
-                                                     "' is not a dotted OID");
+      return MakeError(ErrorCode::kInvalidInput,
+                       "hardwareModuleName hwType '" + gn.value + "' is not a dotted OID");
     }
     DEVID_ASSIGN_OR_RETURN(gn.hw_serial, HexDecode(rest.substr(sep + 1)));
   } else {
@@ -275,7 +276,8 @@ Result<std::vector<GeneralName>> FromGeneralNames(const GENERAL_NAMES* names) {
         int len = ASN1_STRING_length(ip);
         char text[INET6_ADDRSTRLEN] = {0};
         if ((len != 4 && len != 16) ||
-            inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(ip), text, sizeof(text)) == nullptr) {
+            inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(ip), text,
+                      sizeof(text)) == nullptr) {
           return MakeError(ErrorCode::kInvalidInput, "malformed IP address SAN");
         }
         out.push_back({GeneralName::Kind::kIp, text, {}});
@@ -318,7 +320,8 @@ Result<UniquePtr<GENERAL_NAMES>> ToGeneralNames(const std::vector<GeneralName>& 
           }
         }
         UniquePtr<ASN1_STRING> s(ASN1_IA5STRING_new());
-        if (!s || ASN1_STRING_set(s.get(), name.value.data(), static_cast<int>(name.value.size())) != 1) {
+        if (!s ||
+            ASN1_STRING_set(s.get(), name.value.data(), static_cast<int>(name.value.size())) != 1) {
           return OpenSslError("encoding SAN");
         }
         gn.reset(GENERAL_NAME_new());

@@ -4,6 +4,7 @@
 #include <openssl/objects.h>
 
 #include "crypto/error.h"
+#include "crypto/internal/encoding.h"
 
 namespace devid::crypto {
 
@@ -14,7 +15,8 @@ const EVP_PKEY* CurveTemplate(KeyType type) {
   static const auto make = [](const char* group) -> EVP_PKEY* {
     EVP_PKEY* out = nullptr;
     UniquePtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
-    if (!ctx || EVP_PKEY_paramgen_init(ctx.get()) != 1 || EVP_PKEY_CTX_set_group_name(ctx.get(), group) != 1 ||
+    if (!ctx || EVP_PKEY_paramgen_init(ctx.get()) != 1 ||
+        EVP_PKEY_CTX_set_group_name(ctx.get(), group) != 1 ||
         EVP_PKEY_paramgen(ctx.get(), &out) != 1) {
       return nullptr;
     }
@@ -40,8 +42,11 @@ std::optional<KeyType> EcTypeOf(const X509_ALGOR* alg) {
 
 }  // namespace
 
-SubjectPublicKeyInfo::SubjectPublicKeyInfo(UniquePtr<X509_ALGOR> algorithm, UniquePtr<ASN1_STRING> bits)
-    : algorithm_(std::move(algorithm)), bits_(std::move(bits)), ec_type_(EcTypeOf(algorithm_.get())) {}
+SubjectPublicKeyInfo::SubjectPublicKeyInfo(UniquePtr<X509_ALGOR> algorithm,
+                                           UniquePtr<ASN1_STRING> bits)
+    : algorithm_(std::move(algorithm)),
+      bits_(std::move(bits)),
+      ec_type_(EcTypeOf(algorithm_.get())) {}
 
 SubjectPublicKeyInfo::SubjectPublicKeyInfo(const SubjectPublicKeyInfo& other)
     : algorithm_(X509_ALGOR_dup(other.algorithm_.get())),
@@ -57,8 +62,8 @@ Result<SubjectPublicKeyInfo> SubjectPublicKeyInfo::Parse(ByteView der) {
   int tag = 0;
   int cls = 0;
   int r = ASN1_get_object(&p, &len, &tag, &cls, end - p);
-  if ((r & 0x80) != 0 || r != V_ASN1_CONSTRUCTED || tag != V_ASN1_SEQUENCE || cls != V_ASN1_UNIVERSAL ||
-      p + len != end) {
+  if ((r & 0x80) != 0 || r != V_ASN1_CONSTRUCTED || tag != V_ASN1_SEQUENCE ||
+      cls != V_ASN1_UNIVERSAL || p + len != end) {
     ClearOpenSslErrors();
     return MakeError(ErrorCode::kInvalidInput, "malformed SubjectPublicKeyInfo");
   }
@@ -76,25 +81,24 @@ Result<SubjectPublicKeyInfo> SubjectPublicKeyInfo::FromKey(const EVP_PKEY* key) 
   if (described.type && *described.type != KeyType::kRsa3072) {
     size_t len = 0;
     Bytes point(133);
-    if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point.data(), point.size(),
-                                        &len) != 1) {
+    if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point.data(),
+                                        point.size(), &len) != 1) {
       return OpenSslError("reading the EC public point");
     }
     UniquePtr<X509_ALGOR> alg(X509_ALGOR_new());
     UniquePtr<ASN1_STRING> bits(ASN1_BIT_STRING_new());
     int curve = *described.type == KeyType::kEcP384 ? NID_secp384r1 : NID_X9_62_prime256v1;
     if (!alg || !bits ||
-        X509_ALGOR_set0(alg.get(), OBJ_nid2obj(NID_X9_62_id_ecPublicKey), V_ASN1_OBJECT, OBJ_nid2obj(curve)) != 1 ||
+        X509_ALGOR_set0(alg.get(), OBJ_nid2obj(NID_X9_62_id_ecPublicKey), V_ASN1_OBJECT,
+                        OBJ_nid2obj(curve)) != 1 ||
         ASN1_BIT_STRING_set(bits.get(), point.data(), static_cast<int>(len)) != 1) {
       return OpenSslError("building SubjectPublicKeyInfo");
     }
     return SubjectPublicKeyInfo(std::move(alg), std::move(bits));
   }
-  int n = i2d_PUBKEY(key, nullptr);
-  if (n <= 0) return OpenSslError("encoding SubjectPublicKeyInfo");
-  Bytes der(static_cast<size_t>(n));
-  unsigned char* out = der.data();
-  i2d_PUBKEY(key, &out);
+  DEVID_ASSIGN_OR_RETURN(
+      Bytes der, internal::EncodeDer("SubjectPublicKeyInfo",
+                                     [&](unsigned char** p) { return i2d_PUBKEY(key, p); }));
   return Parse(der);
 }
 
@@ -106,7 +110,8 @@ KeyAlgorithm SubjectPublicKeyInfo::algorithm() const {
 }
 
 ByteView SubjectPublicKeyInfo::key_bits() const {
-  return ByteView(ASN1_STRING_get0_data(bits_.get()), static_cast<size_t>(ASN1_STRING_length(bits_.get())));
+  return ByteView(ASN1_STRING_get0_data(bits_.get()),
+                  static_cast<size_t>(ASN1_STRING_length(bits_.get())));
 }
 
 Result<UniquePtr<EVP_PKEY>> SubjectPublicKeyInfo::Decode() const {
@@ -119,8 +124,9 @@ Result<UniquePtr<EVP_PKEY>> SubjectPublicKeyInfo::Decode() const {
     }
     if (EVP_PKEY_set1_encoded_public_key(key.get(), point.data(), point.size()) != 1) {
       ClearOpenSslErrors();
-      return MakeError(ErrorCode::kInvalidInput,
-                       "the public key is not a valid " + std::string(KeyTypeName(*ec_type_)) + " point");
+      return MakeError(
+          ErrorCode::kInvalidInput,
+          "the public key is not a valid " + std::string(KeyTypeName(*ec_type_)) + " point");
     }
     return key;
   }
@@ -147,11 +153,13 @@ Status SubjectPublicKeyInfo::CopyTo(X509_PUBKEY* out) const {
   }
   ByteView bits = key_bits();
   auto* enc = static_cast<unsigned char*>(OPENSSL_memdup(bits.data(), bits.size()));
-  if (!obj_copy || (pval != nullptr && pval_copy == nullptr && ptype != V_ASN1_NULL) || enc == nullptr) {
+  if (!obj_copy || (pval != nullptr && pval_copy == nullptr && ptype != V_ASN1_NULL) ||
+      enc == nullptr) {
     OPENSSL_free(enc);
     return OpenSslError("copying the public key");
   }
-  if (X509_PUBKEY_set0_param(out, obj_copy.get(), ptype, pval_copy, enc, static_cast<int>(bits.size())) != 1) {
+  if (X509_PUBKEY_set0_param(out, obj_copy.get(), ptype, pval_copy, enc,
+                             static_cast<int>(bits.size())) != 1) {
     OPENSSL_free(enc);
     return OpenSslError("setting the public key");
   }
@@ -163,12 +171,8 @@ Result<Bytes> SubjectPublicKeyInfo::ToDer() const {
   UniquePtr<X509_PUBKEY> pub(X509_PUBKEY_new());
   if (!pub) return OpenSslError("allocating X509_PUBKEY");
   DEVID_TRY(CopyTo(pub.get()));
-  int n = i2d_X509_PUBKEY(pub.get(), nullptr);
-  if (n <= 0) return OpenSslError("encoding SubjectPublicKeyInfo");
-  Bytes der(static_cast<size_t>(n));
-  unsigned char* p = der.data();
-  i2d_X509_PUBKEY(pub.get(), &p);
-  return der;
+  return internal::EncodeDer("SubjectPublicKeyInfo",
+                             [&](unsigned char** p) { return i2d_X509_PUBKEY(pub.get(), p); });
 }
 
 }  // namespace devid::crypto

@@ -34,7 +34,8 @@ Status VerifyChain(const Certificate& leaf_in, const std::vector<Certificate>& i
   UniquePtr<X509_STORE_CTX> ctx(X509_STORE_CTX_new());
   if (!store || !untrusted || !ctx) return OpenSslError("allocating verification context");
   for (const Certificate& anchor : anchors) {
-    if (X509_STORE_add_cert(store.get(), anchor.get()) != 1) return OpenSslError("adding trust anchor");
+    if (X509_STORE_add_cert(store.get(), anchor.get()) != 1)
+      return OpenSslError("adding trust anchor");
   }
   for (const Crl& crl : crls) {
     if (X509_STORE_add_crl(store.get(), crl.get()) != 1) return OpenSslError("adding CRL");
@@ -56,9 +57,9 @@ Status VerifyChain(const Certificate& leaf_in, const std::vector<Certificate>& i
     int err = X509_STORE_CTX_get_error(ctx.get());
     int depth = X509_STORE_CTX_get_error_depth(ctx.get());
     ClearOpenSslErrors();
-    return MakeError(ErrorCode::kVerification, std::string("certificate path does not verify at depth ") +
-                                                   std::to_string(depth) + ": " +
-                                                   X509_verify_cert_error_string(err));
+    return MakeError(ErrorCode::kVerification,
+                     std::string("certificate path does not verify at depth ") +
+                         std::to_string(depth) + ": " + X509_verify_cert_error_string(err));
   }
   return {};
 }

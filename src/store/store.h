@@ -109,23 +109,26 @@ class Store {
 
   // Creates the organization if it does not exist and its root CA, in one
   // transaction: a failure leaves no organization behind.
-  virtual Result<CaRecord> CreateRootCa(const std::string& org_name, const NewCa& ca, NewCertificate certificate) = 0;
+  virtual Result<CaRecord> CreateRootCa(const std::string& org_name, const NewCa& ca,
+                                        NewCertificate certificate) = 0;
 
   // Creates the CA row and records its own certificate (under `certificate.ca_id`
   // for an ICA, under the new CA itself for a root: pass ca_id 0) in one transaction.
-  virtual Result<CaRecord> CreateCa(int64_t org_id, const NewCa& ca, NewCertificate certificate) = 0;
+  virtual Result<CaRecord> CreateCa(int64_t org_id, const NewCa& ca,
+                                    NewCertificate certificate) = 0;
   virtual Result<CaRecord> GetCa(int64_t org_id, const std::string& name) = 0;
   virtual Result<CaRecord> GetCaById(int64_t org_id, int64_t ca_id) = 0;
   virtual Result<std::vector<CaRecord>> ListCas(int64_t org_id) = 0;
 
   // kAlreadyExists when (ca, serial) is taken.
-  virtual Result<CertificateRecord> InsertCertificate(int64_t org_id, const NewCertificate& cert) = 0;
+  virtual Result<CertificateRecord> InsertCertificate(int64_t org_id,
+                                                      const NewCertificate& cert) = 0;
   // All or nothing, one transaction (batch issuance).
   virtual Status InsertCertificates(int64_t org_id, const std::vector<NewCertificate>& certs) = 0;
-  virtual Result<std::vector<CertificateRecord>> FindCertificatesBySerial(int64_t org_id,
-                                                                          const std::string& serial_hex) = 0;
-  virtual Result<std::vector<CertificateRecord>> ListCertificates(int64_t org_id,
-                                                                  const CertificateFilter& filter) = 0;
+  virtual Result<std::vector<CertificateRecord>> FindCertificatesBySerial(
+      int64_t org_id, const std::string& serial_hex) = 0;
+  virtual Result<std::vector<CertificateRecord>> ListCertificates(
+      int64_t org_id, const CertificateFilter& filter) = 0;
 
   // kAlreadyExists if the certificate is already revoked. Revoking a CA's own
   // certificate also disables that CA, in the same transaction.
@@ -136,6 +139,7 @@ class Store {
 };
 
 // "sqlite:PATH" or a plain path. (postgresql:// arrives with the CMS.)
-Result<std::unique_ptr<Store>> OpenStore(const std::string& url, Durability durability = Durability::kFull);
+Result<std::unique_ptr<Store>> OpenStore(const std::string& url,
+                                         Durability durability = Durability::kFull);
 
 }  // namespace devid::store

@@ -71,8 +71,9 @@ class Statement {
   bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   std::string Text(int col) const {
     const auto* p = sqlite3_column_text(stmt_, col);
-    return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p),
-                                                      static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
+    return p == nullptr ? std::string()
+                        : std::string(reinterpret_cast<const char*>(p),
+                                      static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
   }
   Bytes Blob(int col) const {
     const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(stmt_, col));
@@ -85,7 +86,8 @@ class Statement {
 };
 
 constexpr std::string_view kCaColumns =
-    "id, org_id, name, kind, parent_id, certificate_der, key_pem, key_encrypted, crl_url, ocsp_url, "
+    "id, org_id, name, kind, parent_id, certificate_der, key_pem, key_encrypted, crl_url, "
+    "ocsp_url, "
     "disabled, created_at";
 
 CaRecord ReadCa(const Statement& s) {
@@ -106,7 +108,8 @@ CaRecord ReadCa(const Statement& s) {
 }
 
 constexpr std::string_view kCertColumns =
-    "c.id, c.org_id, c.ca_id, c.serial_hex, c.subject, c.template, c.not_before, c.not_after, c.der, "
+    "c.id, c.org_id, c.ca_id, c.serial_hex, c.subject, c.template, c.not_before, c.not_after, "
+    "c.der, "
     "c.created_at, r.reason, r.revoked_at";
 
 CertificateRecord ReadCertificate(const Statement& s) {
@@ -137,22 +140,26 @@ class SqliteStore final : public Store {
     sqlite3_busy_timeout(db_, 10000);
     DEVID_TRY(Exec("PRAGMA journal_mode=WAL"));
     DEVID_TRY(Exec("PRAGMA foreign_keys=ON"));
-    DEVID_TRY(Exec(durability == Durability::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+    DEVID_TRY(Exec(durability == Durability::kFull ? "PRAGMA synchronous=FULL"
+                                                   : "PRAGMA synchronous=NORMAL"));
     DEVID_TRY(Migrate());
     DEVID_ASSIGN_OR_RETURN(
         insert_certificate_,
-        Statement::Prepare(db_,
-                           "INSERT INTO certificates (org_id, ca_id, serial_hex, subject, template, "
-                           "not_before, not_after, der, created_at) "
-                           "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 "
-                           "WHERE EXISTS (SELECT 1 FROM cas WHERE id = ?2 AND org_id = ?1)"));
+        Statement::Prepare(
+            db_,
+            "INSERT INTO certificates (org_id, ca_id, serial_hex, subject, template, "
+            "not_before, not_after, der, created_at) "
+            "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 "
+            "WHERE EXISTS (SELECT 1 FROM cas WHERE id = ?2 AND org_id = ?1)"));
     return {};
   }
 
   int schema_version() override { return version_; }
 
   Result<Organization> CreateOrganization(const std::string& name) override {
-    DEVID_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_, "INSERT INTO organizations (name, created_at) VALUES (?1, ?2)"));
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_, "INSERT INTO organizations (name, created_at) VALUES (?1, ?2)"));
     int64_t now = NowUnix();
     s.Bind(1, name).Bind(2, now);
     int rc = s.Step();
@@ -164,7 +171,9 @@ class SqliteStore final : public Store {
   }
 
   Result<Organization> GetOrganization(const std::string& name) override {
-    DEVID_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_, "SELECT id, name, created_at FROM organizations WHERE name = ?1"));
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_, "SELECT id, name, created_at FROM organizations WHERE name = ?1"));
     s.Bind(1, name);
     int rc = s.Step();
     if (rc == SQLITE_DONE) {
@@ -185,7 +194,8 @@ class SqliteStore final : public Store {
     return result;
   }
 
-  Result<CaRecord> CreateRootCa(const std::string& org_name, const NewCa& ca, NewCertificate certificate) override {
+  Result<CaRecord> CreateRootCa(const std::string& org_name, const NewCa& ca,
+                                NewCertificate certificate) override {
     DEVID_TRY(Exec("BEGIN IMMEDIATE"));
     auto org = GetOrganization(org_name);
     if (!org.ok() && org.error().code == ErrorCode::kNotFound) org = CreateOrganization(org_name);
@@ -203,25 +213,33 @@ class SqliteStore final : public Store {
   }
 
   Result<CaRecord> GetCa(int64_t org_id, const std::string& name) override {
-    DEVID_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_, "SELECT " + std::string(kCaColumns) + " FROM cas WHERE org_id = ?1 AND name = ?2"));
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s, Statement::Prepare(db_, "SELECT " + std::string(kCaColumns) +
+                                                 " FROM cas WHERE org_id = ?1 AND name = ?2"));
     s.Bind(1, org_id).Bind(2, name);
     int rc = s.Step();
-    if (rc == SQLITE_DONE) return MakeError(ErrorCode::kNotFound, "CA '" + name + "' does not exist");
+    if (rc == SQLITE_DONE)
+      return MakeError(ErrorCode::kNotFound, "CA '" + name + "' does not exist");
     if (rc != SQLITE_ROW) return DbError(db_, "reading CA");
     return ReadCa(s);
   }
 
   Result<CaRecord> GetCaById(int64_t org_id, int64_t ca_id) override {
-    DEVID_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_, "SELECT " + std::string(kCaColumns) + " FROM cas WHERE org_id = ?1 AND id = ?2"));
+    DEVID_ASSIGN_OR_RETURN(Statement s,
+                           Statement::Prepare(db_, "SELECT " + std::string(kCaColumns) +
+                                                       " FROM cas WHERE org_id = ?1 AND id = ?2"));
     s.Bind(1, org_id).Bind(2, ca_id);
     int rc = s.Step();
-    if (rc == SQLITE_DONE) return MakeError(ErrorCode::kNotFound, "CA #" + std::to_string(ca_id) + " does not exist");
+    if (rc == SQLITE_DONE)
+      return MakeError(ErrorCode::kNotFound, "CA #" + std::to_string(ca_id) + " does not exist");
     if (rc != SQLITE_ROW) return DbError(db_, "reading CA");
     return ReadCa(s);
   }
 
   Result<std::vector<CaRecord>> ListCas(int64_t org_id) override {
-    DEVID_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_, "SELECT " + std::string(kCaColumns) + " FROM cas WHERE org_id = ?1 ORDER BY id"));
+    DEVID_ASSIGN_OR_RETURN(Statement s,
+                           Statement::Prepare(db_, "SELECT " + std::string(kCaColumns) +
+                                                       " FROM cas WHERE org_id = ?1 ORDER BY id"));
     s.Bind(1, org_id);
     std::vector<CaRecord> out;
     int rc;
@@ -258,18 +276,23 @@ class SqliteStore final : public Store {
     return Commit();
   }
 
-  Result<std::vector<CertificateRecord>> FindCertificatesBySerial(int64_t org_id, const std::string& serial_hex) override {
+  Result<std::vector<CertificateRecord>> FindCertificatesBySerial(
+      int64_t org_id, const std::string& serial_hex) override {
     DEVID_ASSIGN_OR_RETURN(
-        Statement s, Statement::Prepare(db_, "SELECT " + std::string(kCertColumns) +
-                                                 " FROM certificates c LEFT JOIN revocations r ON r.certificate_id = c.id "
-                                                 "WHERE c.org_id = ?1 AND c.serial_hex = ?2 ORDER BY c.id"));
+        Statement s,
+        Statement::Prepare(
+            db_, "SELECT " + std::string(kCertColumns) +
+                     " FROM certificates c LEFT JOIN revocations r ON r.certificate_id = c.id "
+                     "WHERE c.org_id = ?1 AND c.serial_hex = ?2 ORDER BY c.id"));
     s.Bind(1, org_id).Bind(2, serial_hex);
     return Collect(s);
   }
 
-  Result<std::vector<CertificateRecord>> ListCertificates(int64_t org_id, const CertificateFilter& f) override {
+  Result<std::vector<CertificateRecord>> ListCertificates(int64_t org_id,
+                                                          const CertificateFilter& f) override {
     std::string sql = "SELECT " + std::string(kCertColumns) +
-                      " FROM certificates c LEFT JOIN revocations r ON r.certificate_id = c.id WHERE c.org_id = ?1";
+                      " FROM certificates c LEFT JOIN revocations r ON r.certificate_id = c.id "
+                      "WHERE c.org_id = ?1";
     if (f.ca_id) sql += " AND c.ca_id = ?2";
     if (f.expires_before) sql += " AND c.not_after < ?3";
     switch (f.status) {
@@ -307,21 +330,26 @@ class SqliteStore final : public Store {
 
   Result<std::vector<RevokedSerial>> ListRevoked(int64_t org_id, int64_t ca_id) override {
     DEVID_ASSIGN_OR_RETURN(
-        Statement s, Statement::Prepare(db_, "SELECT c.serial_hex, r.reason, r.revoked_at FROM revocations r "
-                                             "JOIN certificates c ON c.id = r.certificate_id "
-                                             "WHERE r.org_id = ?1 AND r.ca_id = ?2 ORDER BY r.revoked_at, c.id"));
+        Statement s,
+        Statement::Prepare(db_,
+                           "SELECT c.serial_hex, r.reason, r.revoked_at FROM revocations r "
+                           "JOIN certificates c ON c.id = r.certificate_id "
+                           "WHERE r.org_id = ?1 AND r.ca_id = ?2 ORDER BY r.revoked_at, c.id"));
     s.Bind(1, org_id).Bind(2, ca_id);
     std::vector<RevokedSerial> out;
     int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) out.push_back({s.Text(0), static_cast<int>(s.Int(1)), s.Int(2)});
+    while ((rc = s.Step()) == SQLITE_ROW)
+      out.push_back({s.Text(0), static_cast<int>(s.Int(1)), s.Int(2)});
     if (rc != SQLITE_DONE) return DbError(db_, "listing revocations");
     return out;
   }
 
   Result<uint64_t> NextCrlNumber(int64_t org_id, int64_t ca_id) override {
     DEVID_ASSIGN_OR_RETURN(
-        Statement s, Statement::Prepare(db_, "UPDATE cas SET next_crl_number = next_crl_number + 1 "
-                                             "WHERE org_id = ?1 AND id = ?2 RETURNING next_crl_number - 1"));
+        Statement s,
+        Statement::Prepare(db_,
+                           "UPDATE cas SET next_crl_number = next_crl_number + 1 "
+                           "WHERE org_id = ?1 AND id = ?2 RETURNING next_crl_number - 1"));
     s.Bind(1, org_id).Bind(2, ca_id);
     int rc = s.Step();
     if (rc == SQLITE_DONE) return MakeError(ErrorCode::kNotFound, "CA not found");
@@ -354,9 +382,10 @@ class SqliteStore final : public Store {
     version_ = static_cast<int>(v.Int(0));
     const auto& migrations = SchemaMigrations();
     if (version_ > static_cast<int>(migrations.size())) {
-      return MakeError(ErrorCode::kStorage, "the database schema is version " + std::to_string(version_) +
-                                                ", newer than this devid (" +
-                                                std::to_string(migrations.size()) + "); upgrade devid");
+      return MakeError(ErrorCode::kStorage,
+                       "the database schema is version " + std::to_string(version_) +
+                           ", newer than this devid (" + std::to_string(migrations.size()) +
+                           "); upgrade devid");
     }
     while (version_ < static_cast<int>(migrations.size())) {
       DEVID_TRY(Exec("BEGIN IMMEDIATE"));
@@ -386,21 +415,28 @@ class SqliteStore final : public Store {
   Result<CaRecord> CreateCaLocked(int64_t org_id, const NewCa& ca, NewCertificate certificate) {
     DEVID_ASSIGN_OR_RETURN(
         Statement s,
-        Statement::Prepare(db_,
-                           "INSERT INTO cas (org_id, name, kind, parent_id, certificate_der, key_pem, key_encrypted, "
-                           "crl_url, ocsp_url, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
+        Statement::Prepare(
+            db_,
+            "INSERT INTO cas (org_id, name, kind, parent_id, certificate_der, key_pem, "
+            "key_encrypted, "
+            "crl_url, ocsp_url, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
     int64_t now = NowUnix();
-    s.Bind(1, org_id).Bind(2, ca.name).Bind(3, std::string(ca.kind == CaKind::kRoot ? "root" : "ica"));
+    s.Bind(1, org_id)
+        .Bind(2, ca.name)
+        .Bind(3, std::string(ca.kind == CaKind::kRoot ? "root" : "ica"));
     if (ca.parent_id) {
       s.Bind(4, *ca.parent_id);
     } else {
       s.BindNull(4);
     }
-    s.Bind(5, ca.certificate_der).Bind(6, ca.key_pem).Bind(7, static_cast<int64_t>(ca.key_encrypted ? 1 : 0));
+    s.Bind(5, ca.certificate_der)
+        .Bind(6, ca.key_pem)
+        .Bind(7, static_cast<int64_t>(ca.key_encrypted ? 1 : 0));
     s.Bind(8, ca.crl_url).Bind(9, ca.ocsp_url).Bind(10, now);
     int rc = s.Step();
     if (rc == SQLITE_CONSTRAINT) {
-      return MakeError(ErrorCode::kAlreadyExists, "CA '" + ca.name + "' already exists in this organization");
+      return MakeError(ErrorCode::kAlreadyExists,
+                       "CA '" + ca.name + "' already exists in this organization");
     }
     if (rc != SQLITE_DONE) return DbError(db_, "creating CA");
     int64_t id = sqlite3_last_insert_rowid(db_);
@@ -412,18 +448,25 @@ class SqliteStore final : public Store {
   Status RevokeLocked(int64_t org_id, int64_t certificate_id, const Revocation& revocation) {
     DEVID_ASSIGN_OR_RETURN(
         Statement s,
-        Statement::Prepare(db_,
-                           "INSERT INTO revocations (certificate_id, org_id, ca_id, reason, revoked_at) "
-                           "SELECT id, org_id, ca_id, ?3, ?4 FROM certificates WHERE id = ?2 AND org_id = ?1"));
-    s.Bind(1, org_id).Bind(2, certificate_id).Bind(3, static_cast<int64_t>(revocation.reason)).Bind(4, revocation.revoked_at);
+        Statement::Prepare(
+            db_,
+            "INSERT INTO revocations (certificate_id, org_id, ca_id, reason, revoked_at) "
+            "SELECT id, org_id, ca_id, ?3, ?4 FROM certificates WHERE id = ?2 AND org_id = ?1"));
+    s.Bind(1, org_id)
+        .Bind(2, certificate_id)
+        .Bind(3, static_cast<int64_t>(revocation.reason))
+        .Bind(4, revocation.revoked_at);
     int rc = s.Step();
-    if (rc == SQLITE_CONSTRAINT) return MakeError(ErrorCode::kAlreadyExists, "the certificate is already revoked");
+    if (rc == SQLITE_CONSTRAINT)
+      return MakeError(ErrorCode::kAlreadyExists, "the certificate is already revoked");
     if (rc != SQLITE_DONE) return DbError(db_, "recording revocation");
     if (sqlite3_changes(db_) != 1) return MakeError(ErrorCode::kNotFound, "certificate not found");
     // A CA whose own certificate is revoked must not issue any more.
     DEVID_ASSIGN_OR_RETURN(
-        Statement d, Statement::Prepare(db_, "UPDATE cas SET disabled = 1 WHERE org_id = ?1 AND certificate_der = "
-                                             "(SELECT der FROM certificates WHERE id = ?2 AND org_id = ?1)"));
+        Statement d,
+        Statement::Prepare(db_,
+                           "UPDATE cas SET disabled = 1 WHERE org_id = ?1 AND certificate_der = "
+                           "(SELECT der FROM certificates WHERE id = ?2 AND org_id = ?1)"));
     d.Bind(1, org_id).Bind(2, certificate_id);
     if (d.Step() != SQLITE_DONE) return DbError(db_, "disabling a revoked CA");
     return {};
@@ -432,16 +475,22 @@ class SqliteStore final : public Store {
   Status InsertCertificateRow(int64_t org_id, const NewCertificate& c) {
     Statement& s = insert_certificate_;
     last_created_at_ = NowUnix();
-    s.Bind(1, org_id).Bind(2, c.ca_id).Bind(3, c.serial_hex).Bind(4, c.subject).Bind(5, c.template_name);
+    s.Bind(1, org_id)
+        .Bind(2, c.ca_id)
+        .Bind(3, c.serial_hex)
+        .Bind(4, c.subject)
+        .Bind(5, c.template_name);
     s.Bind(6, c.not_before).Bind(7, c.not_after).Bind(8, c.der).Bind(9, last_created_at_);
     int rc = s.Step();
     int changes = sqlite3_changes(db_);
     s.Reset();
     if (rc == SQLITE_CONSTRAINT) {
-      return MakeError(ErrorCode::kAlreadyExists, "serial " + c.serial_hex + " is already used by this CA");
+      return MakeError(ErrorCode::kAlreadyExists,
+                       "serial " + c.serial_hex + " is already used by this CA");
     }
     if (rc != SQLITE_DONE) return DbError(db_, "recording certificate");
-    if (changes != 1) return MakeError(ErrorCode::kNotFound, "the issuing CA does not exist in this organization");
+    if (changes != 1)
+      return MakeError(ErrorCode::kNotFound, "the issuing CA does not exist in this organization");
     return {};
   }
 
@@ -463,8 +512,8 @@ class SqliteStore final : public Store {
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, Durability durability) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close_v2(db);
@@ -480,8 +529,9 @@ Result<std::unique_ptr<Store>> OpenStore(const std::string& url, Durability dura
   std::string_view u(url);
   if (u.starts_with("sqlite:")) return OpenSqliteStore(std::string(u.substr(7)), durability);
   if (u.starts_with("postgresql:") || u.starts_with("postgres:")) {
-    return MakeError(ErrorCode::kInvalidInput,
-                     "the PostgreSQL backend is not built yet (it arrives with `devid serve`); use sqlite:PATH");
+    return MakeError(
+        ErrorCode::kInvalidInput,
+        "the PostgreSQL backend is not built yet (it arrives with `devid serve`); use sqlite:PATH");
   }
   return OpenSqliteStore(url, durability);
 }

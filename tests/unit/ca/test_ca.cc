@@ -24,12 +24,19 @@ class CaTest : public ::testing::Test {
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_ / "templates");
-    store_ = std::move(store::OpenStore((dir_ / "db").string(), store::Durability::kNormal)).value();
+    store_ =
+        std::move(store::OpenStore((dir_ / "db").string(), store::Durability::kNormal)).value();
     hierarchy_ = std::make_unique<Hierarchy>(*store_, KeyProtection{SecretString("pass")},
                                              ProfileCatalog((dir_ / "templates").string()));
-    auto root = hierarchy_->InitRoot("acme", {"CN=Acme Root,O=Acme", KeyType::kEcP256, {}, "http://crl/{org}/{ca}.crl", ""});
+    auto root = hierarchy_->InitRoot(
+        "acme", {"CN=Acme Root,O=Acme", KeyType::kEcP256, {}, "http://crl/{org}/{ca}.crl", ""});
     ASSERT_TRUE(root.ok()) << root.error().message;
-    auto ica = hierarchy_->InitIssuing("acme", "devices", {"CN=Acme Devices,O=Acme", KeyType::kEcP256, {}, "http://crl/{org}/{ca}.crl", "http://ocsp/{org}/{ca}"});
+    auto ica = hierarchy_->InitIssuing("acme", "devices",
+                                       {"CN=Acme Devices,O=Acme",
+                                        KeyType::kEcP256,
+                                        {},
+                                        "http://crl/{org}/{ca}.crl",
+                                        "http://ocsp/{org}/{ca}"});
     ASSERT_TRUE(ica.ok()) << ica.error().message;
   }
   void TearDown() override {
@@ -41,10 +48,13 @@ class CaTest : public ::testing::Test {
   crypto::CertificateRequest Csr(const std::string& subject, KeyType type = KeyType::kEcP256,
                                  std::vector<GeneralName> sans = {}) {
     PrivateKey k = std::move(PrivateKey::Generate(type)).value();
-    return std::move(crypto::MakeCertificateRequest(k, *DistinguishedName::Parse(subject), sans)).value();
+    return std::move(crypto::MakeCertificateRequest(k, *DistinguishedName::Parse(subject), sans))
+        .value();
   }
 
-  size_t CertificateCount() { return store_->ListCertificates(store_->GetOrganization("acme")->id, {})->size(); }
+  size_t CertificateCount() {
+    return store_->ListCertificates(store_->GetOrganization("acme")->id, {})->size();
+  }
 
   std::filesystem::path dir_;
   std::unique_ptr<store::Store> store_;
@@ -94,7 +104,9 @@ TEST_F(CaTest, IssuedDeviceCertificateFollowsTemplateAndVerifies) {
   auto profile = *hierarchy_->FindProfile("device");
   IssueOptions opts;
   opts.extra_sans.push_back(*GeneralName::Parse("hardwareModuleName:1.3.6.1.4.1.99999.1:0102"));
-  auto issued = ica->Issue(profile, Csr("CN=dev-1,O=Acme", KeyType::kEcP256, {*GeneralName::Parse("uri:urn:dev:1")}), opts);
+  auto issued = ica->Issue(
+      profile, Csr("CN=dev-1,O=Acme", KeyType::kEcP256, {*GeneralName::Parse("uri:urn:dev:1")}),
+      opts);
   ASSERT_TRUE(issued.ok()) << issued.error().message;
   const crypto::Certificate& cert = issued->certificate;
   // 128-bit positive serial, recorded in the store.
@@ -136,12 +148,16 @@ TEST_F(CaTest, PolicyViolationsAreRefusedAndRecordNothing) {
   EXPECT_EQ(ica.Issue(device, Csr("CN=rsa", KeyType::kRsa3072)).error().code, ErrorCode::kPolicy);
   EXPECT_EQ(ica.Issue(device, Csr("O=no-cn")).error().code, ErrorCode::kPolicy);
   EXPECT_EQ(ica.Issue(device, Csr("CN=x,L=Geneva")).error().code, ErrorCode::kPolicy);
-  EXPECT_EQ(ica.Issue(device, Csr("CN=x", KeyType::kEcP256, {*GeneralName::Parse("ip:10.0.0.1")})).error().code,
+  EXPECT_EQ(ica.Issue(device, Csr("CN=x", KeyType::kEcP256, {*GeneralName::Parse("ip:10.0.0.1")}))
+                .error()
+                .code,
             ErrorCode::kPolicy);
   EXPECT_EQ(ica.Issue(server, Csr("CN=server-without-san")).error().code, ErrorCode::kPolicy);
   EXPECT_EQ(CertificateCount(), before);
   // And a valid server request passes with RSA-3072.
-  EXPECT_TRUE(ica.Issue(server, Csr("CN=s", KeyType::kRsa3072, {*GeneralName::Parse("dns:s.example")})).ok());
+  EXPECT_TRUE(
+      ica.Issue(server, Csr("CN=s", KeyType::kRsa3072, {*GeneralName::Parse("dns:s.example")}))
+          .ok());
   EXPECT_EQ(CertificateCount(), before + 1);
 }
 
@@ -153,18 +169,22 @@ TEST_F(CaTest, WrongOrMissingPassphraseCannotUnlock) {
   EXPECT_NE(r.error().message.find("wrong passphrase"), std::string::npos);
   Hierarchy none(*store_, KeyProtection{});
   EXPECT_EQ(none.Unlock("acme", "devices").error().code, ErrorCode::kAuth);
-  EXPECT_EQ(none.InitIssuing("acme", "other", {"CN=o", KeyType::kEcP256, {}, "", ""}).error().code, ErrorCode::kAuth);
+  EXPECT_EQ(none.InitIssuing("acme", "other", {"CN=o", KeyType::kEcP256, {}, "", ""}).error().code,
+            ErrorCode::kAuth);
   EXPECT_EQ(store_->ListCas(store_->GetOrganization("acme")->id)->size(), 2u);
 }
 
 TEST_F(CaTest, MissingOrganizationsAndCasAreNotFound) {
   EXPECT_EQ(hierarchy_->Unlock("nobody", "devices").error().code, ErrorCode::kNotFound);
   EXPECT_EQ(hierarchy_->Unlock("acme", "nothing").error().code, ErrorCode::kNotFound);
-  EXPECT_EQ(hierarchy_->InitIssuing("nobody", "x", {"CN=x", KeyType::kEcP256, {}, "", ""}).error().code,
-            ErrorCode::kNotFound);
+  EXPECT_EQ(
+      hierarchy_->InitIssuing("nobody", "x", {"CN=x", KeyType::kEcP256, {}, "", ""}).error().code,
+      ErrorCode::kNotFound);
   EXPECT_EQ(hierarchy_->InitRoot("acme", {"CN=again", KeyType::kEcP256, {}, "", ""}).error().code,
             ErrorCode::kAlreadyExists);
-  EXPECT_EQ(hierarchy_->InitIssuing("acme", "devices", {"CN=dup", KeyType::kEcP256, {}, "", ""}).error().code,
+  EXPECT_EQ(hierarchy_->InitIssuing("acme", "devices", {"CN=dup", KeyType::kEcP256, {}, "", ""})
+                .error()
+                .code,
             ErrorCode::kAlreadyExists);
 }
 
@@ -175,13 +195,18 @@ TEST_F(CaTest, RevocationAppearsInTheNextNumberedCrl) {
   auto crl1 = ica.MakeCrl();
   ASSERT_TRUE(crl1.ok()) << crl1.error().message;
   EXPECT_EQ(crl1->revoked_count(), 0u);
-  EXPECT_EQ(hierarchy_->Revoke("acme", "FFFF", crypto::RevocationReason::kKeyCompromise).error().code,
-            ErrorCode::kNotFound);
+  EXPECT_EQ(
+      hierarchy_->Revoke("acme", "FFFF", crypto::RevocationReason::kKeyCompromise).error().code,
+      ErrorCode::kNotFound);
   // Lower-case and leading zeros name the same serial.
-  auto revoked = hierarchy_->Revoke("acme", "00" + issued.record.serial_hex, crypto::RevocationReason::kKeyCompromise);
+  auto revoked = hierarchy_->Revoke("acme", "00" + issued.record.serial_hex,
+                                    crypto::RevocationReason::kKeyCompromise);
   ASSERT_TRUE(revoked.ok()) << revoked.error().message;
-  EXPECT_EQ(hierarchy_->Revoke("acme", issued.record.serial_hex, crypto::RevocationReason::kSuperseded).error().code,
-            ErrorCode::kAlreadyExists);
+  EXPECT_EQ(
+      hierarchy_->Revoke("acme", issued.record.serial_hex, crypto::RevocationReason::kSuperseded)
+          .error()
+          .code,
+      ErrorCode::kAlreadyExists);
   auto crl2 = *ica.MakeCrl();
   EXPECT_EQ(crl2.revoked_count(), 1u);
   EXPECT_EQ(crl1->NumberHex(), "01");
@@ -191,7 +216,8 @@ TEST_F(CaTest, RevocationAppearsInTheNextNumberedCrl) {
   auto chain = *hierarchy_->Chain("acme", "devices");
   crypto::VerifyOptions with_crl;
   with_crl.check_crls = true;
-  auto r = crypto::VerifyChain(issued.certificate, {chain[0]}, {chain[1]}, {crl2, root_crl}, with_crl);
+  auto r =
+      crypto::VerifyChain(issued.certificate, {chain[0]}, {chain[1]}, {crl2, root_crl}, with_crl);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("revoked"), std::string::npos);
 }
@@ -204,10 +230,12 @@ TEST_F(CaTest, CustomTemplateFromHomeFolder) {
   auto p = hierarchy_->FindProfile("sensor");
   ASSERT_TRUE(p.ok()) << p.error().message;
   auto ica = hierarchy_->Unlock("acme", "devices").value();
-  EXPECT_EQ(ica.Issue(*p, Csr("CN=s1,serialNumber=42")).error().code, ErrorCode::kPolicy);  // P-256 refused
+  EXPECT_EQ(ica.Issue(*p, Csr("CN=s1,serialNumber=42")).error().code,
+            ErrorCode::kPolicy);  // P-256 refused
   auto ok = ica.Issue(*p, Csr("CN=s1,serialNumber=42", KeyType::kEcP384));
   ASSERT_TRUE(ok.ok()) << ok.error().message;
-  EXPECT_NEAR(static_cast<double>(ok->certificate.not_after() - ok->certificate.not_before()), 30.0 * 86400 + 60, 5);
+  EXPECT_NEAR(static_cast<double>(ok->certificate.not_after() - ok->certificate.not_before()),
+              30.0 * 86400 + 60, 5);
 }
 
 TEST_F(CaTest, IssueForKeyGeneratedOnTheCaSide) {
@@ -235,7 +263,9 @@ TEST_F(CaTest, FailedRootCreationLeavesNoOrganization) {
 
 TEST_F(CaTest, RevokedIssuingCaCannotIssue) {
   auto chain = *hierarchy_->Chain("acme", "devices");
-  ASSERT_TRUE(hierarchy_->Revoke("acme", chain[0].SerialHex(), crypto::RevocationReason::kCaCompromise).ok());
+  ASSERT_TRUE(
+      hierarchy_->Revoke("acme", chain[0].SerialHex(), crypto::RevocationReason::kCaCompromise)
+          .ok());
   auto ica = hierarchy_->Unlock("acme", "devices").value();
   auto issued = ica.Issue(*hierarchy_->FindProfile("device"), Csr("CN=late"));
   ASSERT_FALSE(issued.ok());
@@ -248,8 +278,11 @@ TEST_F(CaTest, RevokedIssuingCaCannotIssue) {
 
 TEST_F(CaTest, RootCertificateCannotBeRevoked) {
   auto chain = *hierarchy_->Chain("acme", "root");
-  EXPECT_EQ(hierarchy_->Revoke("acme", chain[0].SerialHex(), crypto::RevocationReason::kKeyCompromise).error().code,
-            ErrorCode::kPolicy);
+  EXPECT_EQ(
+      hierarchy_->Revoke("acme", chain[0].SerialHex(), crypto::RevocationReason::kKeyCompromise)
+          .error()
+          .code,
+      ErrorCode::kPolicy);
 }
 
 }  // namespace

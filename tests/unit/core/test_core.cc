@@ -67,7 +67,9 @@ TEST(File, AtomicWriteReplacesWholeAndReadRespectsLimit) {
   EXPECT_EQ(ReadFile(path, 3).error().code, ErrorCode::kInvalidInput);
   EXPECT_EQ(ReadFile((dir / "missing").string()).error().code, ErrorCode::kIo);
   // No temporary files are left behind.
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator()), 1);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir),
+                          std::filesystem::directory_iterator()),
+            1);
   std::filesystem::remove_all(dir);
 }
 

@@ -126,7 +126,8 @@ TEST(Names, GeneralNamesRoundTripIncludingHardwareModuleName) {
 
 TEST(Csr, ParsesPemAndDerAndChecksProofOfPossession) {
   PrivateKey k = Key();
-  auto csr = MakeCertificateRequest(k, Dn("CN=dev-1,O=Acme"), {*GeneralName::Parse("dns:dev-1.example")});
+  auto csr =
+      MakeCertificateRequest(k, Dn("CN=dev-1,O=Acme"), {*GeneralName::Parse("dns:dev-1.example")});
   ASSERT_TRUE(csr.ok()) << csr.error().message;
   Bytes der = csr->der();
   auto parsed = CertificateRequest::Parse(der);
@@ -154,8 +155,11 @@ TEST(Csr, RejectsTruncatedGarbageAndTrailingBytes) {
   Bytes der = MakeCertificateRequest(k, Dn("CN=x"), {})->der();
   Bytes truncated(der.begin(), der.begin() + static_cast<long>(der.size() / 2));
   EXPECT_EQ(CertificateRequest::Parse(truncated).error().code, ErrorCode::kInvalidInput);
-  EXPECT_EQ(CertificateRequest::Parse(AsBytes("garbage garbage")).error().code, ErrorCode::kInvalidInput);
-  EXPECT_EQ(CertificateRequest::Parse(AsBytes("-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n")).error().code,
+  EXPECT_EQ(CertificateRequest::Parse(AsBytes("garbage garbage")).error().code,
+            ErrorCode::kInvalidInput);
+  EXPECT_EQ(CertificateRequest::Parse(AsBytes("-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n"))
+                .error()
+                .code,
             ErrorCode::kInvalidInput);
   Bytes trailing = der;
   trailing.push_back(0x00);
@@ -215,8 +219,9 @@ TEST(Crl, RevokedLeafFailsVerificationWithCrlCheck) {
   // Without any CRL, a CRL check must fail (no silent pass).
   EXPECT_FALSE(VerifyChain(leaf, {}, {root.cert}, {}, with_crl).ok());
 
-  auto revoked = BuildCrl(root.cert, root.key,
-                          {2, now, now + 3600, {{Bytes{0x10, 0x20}, now - 10, RevocationReason::kKeyCompromise}}});
+  auto revoked = BuildCrl(
+      root.cert, root.key,
+      {2, now, now + 3600, {{Bytes{0x10, 0x20}, now - 10, RevocationReason::kKeyCompromise}}});
   ASSERT_TRUE(revoked.ok());
   EXPECT_EQ(revoked->revoked_count(), 1u);
   auto r = VerifyChain(leaf, {}, {root.cert}, {*revoked}, with_crl);

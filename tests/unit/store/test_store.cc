@@ -62,7 +62,8 @@ TEST_F(StoreTest, SerialIsUniquePerCaByConstraint) {
   CaRecord a = MakeCa(org.id, "a");
   CaRecord b = MakeCa(org.id, "b");
   ASSERT_TRUE(store_->InsertCertificate(org.id, Cert(a.id, "AA")).ok());
-  EXPECT_EQ(store_->InsertCertificate(org.id, Cert(a.id, "AA")).error().code, ErrorCode::kAlreadyExists);
+  EXPECT_EQ(store_->InsertCertificate(org.id, Cert(a.id, "AA")).error().code,
+            ErrorCode::kAlreadyExists);
   // The same serial under another CA is allowed.
   EXPECT_TRUE(store_->InsertCertificate(org.id, Cert(b.id, "AA")).ok());
   EXPECT_EQ(store_->FindCertificatesBySerial(org.id, "AA")->size(), 2u);
@@ -73,7 +74,8 @@ TEST_F(StoreTest, OrganizationsCannotReachEachOthersRows) {
   auto evil = *store_->CreateOrganization("evil");
   CaRecord ca = MakeCa(acme.id, "ica");
   // Inserting under another organization's CA is refused.
-  EXPECT_EQ(store_->InsertCertificate(evil.id, Cert(ca.id, "01")).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store_->InsertCertificate(evil.id, Cert(ca.id, "01")).error().code,
+            ErrorCode::kNotFound);
   auto rec = *store_->InsertCertificate(acme.id, Cert(ca.id, "02"));
   EXPECT_TRUE(store_->FindCertificatesBySerial(evil.id, "02")->empty());
   EXPECT_EQ(store_->GetCa(evil.id, "ica").error().code, ErrorCode::kNotFound);
@@ -87,7 +89,8 @@ TEST_F(StoreTest, BatchInsertIsAllOrNothing) {
   auto org = *store_->CreateOrganization("acme");
   CaRecord ca = MakeCa(org.id, "ica");
   ASSERT_TRUE(store_->InsertCertificate(org.id, Cert(ca.id, "23")).ok());
-  auto r = store_->InsertCertificates(org.id, {Cert(ca.id, "21"), Cert(ca.id, "22"), Cert(ca.id, "23")});
+  auto r =
+      store_->InsertCertificates(org.id, {Cert(ca.id, "21"), Cert(ca.id, "22"), Cert(ca.id, "23")});
   EXPECT_EQ(r.error().code, ErrorCode::kAlreadyExists);
   EXPECT_TRUE(store_->FindCertificatesBySerial(org.id, "21")->empty());
   EXPECT_TRUE(store_->InsertCertificates(org.id, {Cert(ca.id, "21"), Cert(ca.id, "22")}).ok());
@@ -138,7 +141,8 @@ TEST_F(StoreTest, CaNamesAreUniquePerOrganizationAndCreationIsAtomic) {
 }
 
 TEST(StoreOpen, RefusesNewerSchemaAndUnbuiltBackend) {
-  auto dir = std::filesystem::temp_directory_path() / ("devid-store-v-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("devid-store-v-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::string path = (dir / "db").string();
   { ASSERT_TRUE(OpenStore(path).ok()); }
