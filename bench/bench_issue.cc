@@ -218,39 +218,54 @@ void BM_Devid_KeygenAndIssue(benchmark::State& state) {
 }
 BENCHMARK(BM_Devid_KeygenAndIssue)->UseRealTime();
 
-// Collects each benchmark's rate (operations per wall-clock second).
+// Collects every repetition's rate (operations per wall-clock second) per benchmark.
 class RateReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& r : runs) {
       if (r.iterations > 0 && r.real_accumulated_time > 0 && r.run_type == Run::RT_Iteration) {
-        rates[r.benchmark_name()] = static_cast<double>(r.iterations) / r.real_accumulated_time;
+        rates[r.run_name.function_name].push_back(static_cast<double>(r.iterations) /
+                                                  r.real_accumulated_time);
       }
     }
     ConsoleReporter::ReportRuns(runs);
   }
-  std::map<std::string, double> rates;
+  // Median over the repetitions: the machine's noise moves single runs by +-20%.
+  double Median(const std::string& name) const {
+    auto it = rates.find(name);
+    if (it == rates.end() || it->second.empty()) return 0;
+    std::vector<double> v = it->second;
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  }
+  std::map<std::string, std::vector<double>> rates;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --smoke: CTest's run; it only checks that every case works.
+  // --smoke: CTest's run; it only checks that every case works. Otherwise the
+  // cases run 5 times, randomly interleaved, and the ratios use the medians.
   std::vector<char*> args;
+  bool smoke = false;
   for (int i = 0; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--smoke") != 0) args.push_back(argv[i]);
+    if (std::strcmp(argv[i], "--smoke") == 0) {
+      smoke = true;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  static char repetitions[] = "--benchmark_repetitions=5";
+  static char interleave[] = "--benchmark_enable_random_interleaving=true";
+  static char no_aggregates[] = "--benchmark_report_aggregates_only=false";
+  if (!smoke) {
+    args.insert(args.begin() + 1, {repetitions, interleave, no_aggregates});
   }
   int n = static_cast<int>(args.size());
   benchmark::Initialize(&n, args.data());
   RateReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
-  auto rate = [&](const char* name) {
-    for (const auto& [k, v] : reporter.rates) {
-      if (k.rfind(name, 0) == 0 && (k.size() == std::strlen(name) || k[std::strlen(name)] == '/'))
-        return v;
-    }
-    return 0.0;
-  };
+  auto rate = [&](const char* name) { return reporter.Median(name); };
   double plain = rate("BM_PlainOpenSsl_Pipeline");
   double floor_vs = rate("BM_Floor_VerifyAndSign");
   double floor_ks = rate("BM_Floor_KeygenAndSign");
@@ -259,7 +274,8 @@ int main(int argc, char** argv) {
   double b = rate("BM_Devid_KeygenAndIssue");
   if (plain > 0 && floor_vs > 0 && floor_ks > 0) {
     std::printf(
-        "\nrates (operations/s): floor verify+sign %.0f, floor keygen+sign %.0f, plain pipeline "
+        "\nmedian of 5 interleaved runs, operations/s: floor verify+sign %.0f, floor keygen+sign "
+        "%.0f, plain pipeline "
         "%.0f\n",
         floor_vs, floor_ks, plain);
     std::printf(

@@ -58,7 +58,7 @@ Result<std::pair<int64_t, int64_t>> ComputeValidity(const CertificateProfile& pr
 template <typename SetKey>
 Result<crypto::Certificate> BuildCertificate(const Draft& d, ByteView serial,
                                              const crypto::Certificate* issuer,
-                                             const crypto::PrivateKey& signer, SetKey&& set_key) {
+                                             const crypto::Signer& signer, SetKey&& set_key) {
   crypto::CertificateBuilder b;
   DEVID_TRY(b.SetSerial(serial));
   DEVID_TRY(b.SetSubject(d.subject));
@@ -119,8 +119,15 @@ Result<IssuedCertificate> SigningCa::Sign(const CertificateProfile& profile,
                                           const crypto::DistinguishedName& subject,
                                           const std::vector<crypto::GeneralName>& sans,
                                           const IssueOptions& options, SetKey&& set_key) {
-  if (record_.disabled)
+  if (record_.disabled) {
     return MakeError(ErrorCode::kPolicy, "CA '" + record_.name + "' is disabled");
+  }
+  // CA certificates come only from init-root / init-ica, where the hierarchy records them as CAs.
+  if (profile.ca) {
+    return MakeError(ErrorCode::kPolicy,
+                     "template '" + profile.name +
+                         "' makes CA certificates; create issuing CAs with `devid ca init-ica`");
+  }
   DEVID_TRY(profile.CheckSubject(subject));
   DEVID_TRY(profile.CheckSubjectAltNames(sans));
   int64_t now = options.now.value_or(NowUnix());
@@ -136,7 +143,7 @@ Result<IssuedCertificate> SigningCa::Sign(const CertificateProfile& profile,
   for (int attempt = 0;; ++attempt) {
     DEVID_ASSIGN_OR_RETURN(Bytes serial, NewSerial());
     DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert,
-                           BuildCertificate(draft, serial, &certificate_, key_, set_key));
+                           BuildCertificate(draft, serial, &certificate_, signer_, set_key));
     DEVID_ASSIGN_OR_RETURN(Bytes der, cert.ToDer());
     // Issued = recorded: the certificate leaves only after its record is committed.
     auto record = store_.InsertCertificate(
@@ -251,11 +258,12 @@ Result<store::CaRecord> Hierarchy::CreateCa(const store::Organization& org, cons
   }
   DEVID_ASSIGN_OR_RETURN(Bytes serial, NewSerial());
   auto set_key = [&](crypto::CertificateBuilder& b) { return b.SetPublicKey(key); };
+  DEVID_ASSIGN_OR_RETURN(crypto::Signer self_signer, crypto::Signer::Create(key));
   DEVID_ASSIGN_OR_RETURN(
       crypto::Certificate cert,
       parent != nullptr
-          ? BuildCertificate(draft, serial, &parent->certificate_, parent->key_, set_key)
-          : BuildCertificate(draft, serial, nullptr, key, set_key));
+          ? BuildCertificate(draft, serial, &parent->certificate_, parent->signer_, set_key)
+          : BuildCertificate(draft, serial, nullptr, self_signer, set_key));
   DEVID_ASSIGN_OR_RETURN(Bytes der, cert.ToDer());
   store::NewCa ca;
   ca.name = name;
@@ -303,8 +311,9 @@ Result<SigningCa> Hierarchy::Unlock(const std::string& org_name, const std::stri
     }
     return key.error().Context("loading the key of CA '" + ca_name + "'");
   }
+  DEVID_ASSIGN_OR_RETURN(crypto::Signer signer, crypto::Signer::Create(*key));
   return SigningCa(store_, std::move(org), std::move(record).value(), std::move(cert),
-                   std::move(key).value());
+                   std::move(key).value(), std::move(signer));
 }
 
 Result<store::CertificateRecord> Hierarchy::Revoke(const std::string& org_name,
@@ -331,8 +340,13 @@ Result<store::CertificateRecord> Hierarchy::Revoke(const std::string& org_name,
                      "serial " + serial + " exists under several CAs: give --ca");
   }
   store::CertificateRecord record = std::move(found.front());
-  if (record.template_name == "root") {
-    return MakeError(ErrorCode::kPolicy, "a root CA certificate cannot be revoked by its own CRL");
+  DEVID_ASSIGN_OR_RETURN(std::vector<store::CaRecord> cas, store_.ListCas(org.id));
+  for (const store::CaRecord& ca : cas) {
+    if (ca.kind == store::CaKind::kRoot && ca.id == record.ca_id &&
+        ca.certificate_der == record.der) {
+      return MakeError(ErrorCode::kPolicy,
+                       "a root CA certificate cannot be revoked by its own CRL");
+    }
   }
   if (record.revocation) {
     return MakeError(ErrorCode::kAlreadyExists, "certificate " + serial + " is already revoked");

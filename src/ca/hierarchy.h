@@ -52,12 +52,13 @@ struct IssuedCertificate {
 class SigningCa {
  public:
   SigningCa(store::Store& store, store::Organization org, store::CaRecord record,
-            crypto::Certificate certificate, crypto::PrivateKey key)
+            crypto::Certificate certificate, crypto::PrivateKey key, crypto::Signer signer)
       : store_(store),
         org_(std::move(org)),
         record_(std::move(record)),
         certificate_(std::move(certificate)),
-        key_(std::move(key)) {}
+        key_(std::move(key)),
+        signer_(std::move(signer)) {}
 
   const store::CaRecord& record() const { return record_; }
   const crypto::Certificate& certificate() const { return certificate_; }
@@ -92,6 +93,7 @@ class SigningCa {
   store::CaRecord record_;
   crypto::Certificate certificate_;
   crypto::PrivateKey key_;
+  crypto::Signer signer_;  // key_ prepared for certificate signatures
 };
 
 class Hierarchy {

@@ -350,7 +350,7 @@ Status CertificateBuilder::AddOcspResponder(const std::string& url) {
   return AddExtension(NID_info_access, false, aia.get());
 }
 
-Result<Certificate> CertificateBuilder::Sign(const PrivateKey& key) {
+Result<Certificate> CertificateBuilder::Sign(const Signer& signer) {
   if (!ok_) return OpenSslError("allocating X509");
   DEVID_ASSIGN_OR_RETURN(Bytes ski, KeyIdentifier(X509_get_X509_PUBKEY(x509_.get())));
   UniquePtr<ASN1_OCTET_STRING> ski_value(ASN1_OCTET_STRING_new());
@@ -372,15 +372,17 @@ Result<Certificate> CertificateBuilder::Sign(const PrivateKey& key) {
   }
   DEVID_TRY(AddExtension(NID_authority_key_identifier, false, akid.get()));
 
-  KeyAlgorithm alg = key.algorithm();
-  if (!alg.type) return MakeError(ErrorCode::kPolicy, "cannot sign with a " + alg.name + " key");
-  if (X509_sign(x509_.get(), key.get(), SignatureDigestFor(*alg.type)) <= 0) {
-    return OpenSslError("signing the certificate");
-  }
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<EVP_MD_CTX> ctx, signer.NewContext());
+  if (X509_sign_ctx(x509_.get(), ctx.get()) <= 0) return OpenSslError("signing the certificate");
   UniquePtr<X509> done = std::move(x509_);
   x509_.reset(X509_new());
   ok_ = x509_ != nullptr && X509_set_version(x509_.get(), X509_VERSION_3) == 1;
   return Certificate(std::move(done));
+}
+
+Result<Certificate> CertificateBuilder::Sign(const PrivateKey& key) {
+  DEVID_ASSIGN_OR_RETURN(Signer signer, Signer::Create(key));
+  return Sign(signer);
 }
 
 }  // namespace devid::crypto

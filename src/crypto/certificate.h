@@ -89,7 +89,8 @@ class CertificateBuilder {
   Status AddCrlDistributionPoint(const std::string& url);
   Status AddOcspResponder(const std::string& url);
 
-  // Adds SKI/AKI, signs with `key` using SignatureDigestFor(key type), returns the certificate.
+  // Adds SKI/AKI, signs using SignatureDigestFor(key type), returns the certificate.
+  Result<Certificate> Sign(const Signer& signer);
   Result<Certificate> Sign(const PrivateKey& key);
 
  private:

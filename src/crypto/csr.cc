@@ -149,8 +149,11 @@ Status CertificateRequest::VerifyProofOfPossession() const {
   X509_ALGOR_get0(&sig_obj, nullptr, nullptr, signature_algorithm_.get());
   const ASN1_OBJECT* key_obj = nullptr;
   X509_ALGOR_get0(&key_obj, nullptr, nullptr, public_key_.algorithm_identifier());
-  if (OBJ_find_sigid_algs(OBJ_obj2nid(sig_obj), &md_nid, &pkey_nid) != 1 || md_nid == NID_undef) {
-    return MakeError(ErrorCode::kInvalidInput, "the CSR's signature algorithm is not supported");
+  if (OBJ_find_sigid_algs(OBJ_obj2nid(sig_obj), &md_nid, &pkey_nid) != 1 ||
+      (md_nid != NID_sha256 && md_nid != NID_sha384 && md_nid != NID_sha512)) {
+    return MakeError(ErrorCode::kInvalidInput,
+                     "the CSR's signature algorithm is not supported (ECDSA or RSA PKCS#1 v1.5 "
+                     "with SHA-256/384/512)");
   }
   if (pkey_nid != OBJ_obj2nid(key_obj)) {
     return MakeError(ErrorCode::kVerification,

@@ -179,6 +179,24 @@ Result<std::string> PublicKey::ToPem() const {
 
 KeyAlgorithm PublicKey::algorithm() const { return DescribeKey(pkey_.get()); }
 
+Result<Signer> Signer::Create(const PrivateKey& key) {
+  KeyAlgorithm alg = key.algorithm();
+  if (!alg.type) return MakeError(ErrorCode::kPolicy, "cannot sign with a " + alg.name + " key");
+  UniquePtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, SignatureDigestFor(*alg.type), nullptr,
+                                 key.get()) != 1) {
+    return OpenSslError("preparing to sign with a " + alg.name + " key");
+  }
+  return Signer(std::move(ctx), std::move(alg));
+}
+
+Result<UniquePtr<EVP_MD_CTX>> Signer::NewContext() const {
+  UniquePtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_MD_CTX_copy_ex(ctx.get(), prepared_.get()) != 1)
+    return OpenSslError("copying a signing context");
+  return ctx;
+}
+
 Result<Bytes> RandomBytes(size_t count) {
   Bytes out(count);
   if (RAND_bytes(out.data(), static_cast<int>(count)) != 1) {

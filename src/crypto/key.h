@@ -65,6 +65,23 @@ class PrivateKey {
   UniquePtr<EVP_PKEY> pkey_;
 };
 
+// A private key prepared for many signatures: the digest-sign context is set up
+// once and copied for each signature, which saves OpenSSL 3's per-call
+// algorithm fetch and context set-up (~15 us of a ~55 us certificate signature).
+class Signer {
+ public:
+  static Result<Signer> Create(const PrivateKey& key);
+  // A fresh context ready for one EVP_DigestSign* / X509_sign_ctx call.
+  Result<UniquePtr<EVP_MD_CTX>> NewContext() const;
+  const KeyAlgorithm& algorithm() const { return algorithm_; }
+
+ private:
+  Signer(UniquePtr<EVP_MD_CTX> prepared, KeyAlgorithm algorithm)
+      : prepared_(std::move(prepared)), algorithm_(std::move(algorithm)) {}
+  UniquePtr<EVP_MD_CTX> prepared_;
+  KeyAlgorithm algorithm_;
+};
+
 // Describes any EVP_PKEY (used by PublicKey, PrivateKey and the CSR parser).
 KeyAlgorithm DescribeKey(const EVP_PKEY* pkey);
 

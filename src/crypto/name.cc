@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <openssl/objects.h>
+#include <algorithm>
 
 #include "crypto/error.h"
 
@@ -16,13 +17,6 @@ Error NameError(std::string_view text, const std::string& why) {
                    "distinguished name '" + std::string(text) + "': " + why);
 }
 
-std::string Trim(std::string_view s) {
-  size_t b = 0;
-  size_t e = s.size();
-  while (b < e && s[b] == ' ') ++b;
-  while (e > b && s[e - 1] == ' ') --e;
-  return std::string(s.substr(b, e - b));
-}
 }  // namespace
 
 Result<std::string> CanonicalAttributeType(std::string_view type) {
@@ -36,59 +30,48 @@ Result<std::string> CanonicalAttributeType(std::string_view type) {
 }
 
 Result<DistinguishedName> DistinguishedName::Parse(std::string_view text) {
-  DistinguishedName dn;
-  std::string current;
-  std::vector<std::string> parts;
+  // Split into RDN strings at unescaped ',' keeping (character, escaped) pairs,
+  // so that escaped spaces, '=' and ',' survive trimming and splitting.
+  using Char = std::pair<char, bool>;
+  std::vector<std::vector<Char>> parts(1);
   bool escaped = false;
   for (char c : text) {
     if (escaped) {
-      current.push_back(c);
+      parts.back().push_back({c, true});
       escaped = false;
-      continue;
-    }
-    if (c == '\\') {
+    } else if (c == '\\') {
       escaped = true;
-      // Keep escapes of '=' so the type/value split below can tell them apart.
-      current.push_back('\\');
-      continue;
+    } else if (c == ',') {
+      parts.emplace_back();
+    } else {
+      parts.back().push_back({c, false});
     }
-    if (c == ',') {
-      parts.push_back(current);
-      current.clear();
-      continue;
-    }
-    current.push_back(c);
   }
   if (escaped) return NameError(text, "ends with a lone backslash");
-  parts.push_back(current);
-  for (const std::string& part : parts) {
-    // Split at the first unescaped '='.
-    size_t eq = std::string::npos;
-    for (size_t i = 0; i < part.size(); ++i) {
-      if (part[i] == '\\') {
-        ++i;
-        continue;
-      }
-      if (part[i] == '=') {
-        eq = i;
-        break;
-      }
-    }
-    if (eq == std::string::npos) return NameError(text, "'" + part + "' is not TYPE=value");
-    std::string type = Trim(std::string_view(part).substr(0, eq));
-    std::string raw_value = Trim(std::string_view(part).substr(eq + 1));
-    std::string value;
-    for (size_t i = 0; i < raw_value.size(); ++i) {
-      if (raw_value[i] == '\\' && i + 1 < raw_value.size()) ++i;
-      value.push_back(raw_value[i]);
-    }
+  auto trim = [](std::vector<Char>::const_iterator b, std::vector<Char>::const_iterator e) {
+    while (b != e && b->first == ' ' && !b->second) ++b;
+    while (e != b && (e - 1)->first == ' ' && !(e - 1)->second) --e;
+    std::string out;
+    for (auto it = b; it != e; ++it) out.push_back(it->first);
+    return out;
+  };
+  DistinguishedName dn;
+  for (const auto& part : parts) {
+    auto eq = std::find_if(part.begin(), part.end(),
+                           [](const Char& c) { return c.first == '=' && !c.second; });
+    if (eq == part.end())
+      return NameError(text, "'" + trim(part.begin(), part.end()) + "' is not TYPE=value");
+    std::string type = trim(part.begin(), eq);
+    std::string value = trim(eq + 1, part.end());
     if (type.empty()) return NameError(text, "empty attribute type");
     if (value.empty()) return NameError(text, "empty value for " + type);
     int nid = OBJ_txt2nid(type.c_str());
-    if (nid == NID_undef) return NameError(text, "unknown attribute type '" + type + "'");
+    if (nid == NID_undef) {
+      ClearOpenSslErrors();
+      return NameError(text, "unknown attribute type '" + type + "'");
+    }
     dn.attributes_.push_back({OBJ_nid2sn(nid), value});
   }
-  if (dn.attributes_.empty()) return NameError(text, "no attributes");
   // Validate encodings (e.g. C must be two letters) by building the X509_NAME once.
   auto check = dn.ToX509Name();
   if (!check.ok()) return NameError(text, check.error().message);
@@ -126,8 +109,11 @@ std::string DistinguishedName::ToString() const {
     if (!out.empty()) out += ", ";
     out += a.type;
     out += '=';
-    for (char c : a.value) {
-      if (c == ',' || c == '\\' || c == '+' || c == '=') out.push_back('\\');
+    for (size_t i = 0; i < a.value.size(); ++i) {
+      char c = a.value[i];
+      // RFC 4514 §2.4 style: special characters, and spaces at either end, are escaped.
+      bool edge_space = c == ' ' && (i == 0 || i + 1 == a.value.size());
+      if (c == ',' || c == '\\' || c == '+' || c == '=' || edge_space) out.push_back('\\');
       out.push_back(c);
     }
   }

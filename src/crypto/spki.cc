@@ -33,11 +33,35 @@ std::optional<KeyType> EcTypeOf(const X509_ALGOR* alg) {
   int ptype = 0;
   const void* pval = nullptr;
   X509_ALGOR_get0(&obj, &ptype, &pval, alg);
+  // RFC 5480 §2.1.1: namedCurve only; explicit parameters are refused.
   if (OBJ_obj2nid(obj) != NID_X9_62_id_ecPublicKey || ptype != V_ASN1_OBJECT) return std::nullopt;
   int curve = OBJ_obj2nid(static_cast<const ASN1_OBJECT*>(pval));
   if (curve == NID_X9_62_prime256v1) return KeyType::kEcP256;
   if (curve == NID_secp384r1) return KeyType::kEcP384;
   return std::nullopt;
+}
+
+// Why devid will not use this SPKI, or empty if it is acceptable.
+std::string Unsupported(const X509_ALGOR* alg, std::optional<KeyType> ec_type) {
+  const ASN1_OBJECT* obj = nullptr;
+  int ptype = 0;
+  const void* pval = nullptr;
+  X509_ALGOR_get0(&obj, &ptype, &pval, alg);
+  switch (OBJ_obj2nid(obj)) {
+    case NID_X9_62_id_ecPublicKey:
+      if (ec_type) return {};
+      return ptype == V_ASN1_OBJECT ? "EC key on an unsupported curve"
+                                    : "EC key with explicit curve parameters";
+    case NID_rsaEncryption:
+      // RFC 3279 §2.3.1: the parameters are NULL.
+      return ptype == V_ASN1_NULL ? std::string() : "RSA key with invalid algorithm parameters";
+    default: {
+      char name[80];
+      int n = OBJ_obj2txt(name, sizeof name, obj, 0);
+      return std::string("unsupported key algorithm ") +
+             (n > 0 && n < static_cast<int>(sizeof name) ? name : "?");
+    }
+  }
 }
 
 }  // namespace
@@ -104,8 +128,10 @@ Result<SubjectPublicKeyInfo> SubjectPublicKeyInfo::FromKey(const EVP_PKEY* key) 
 
 KeyAlgorithm SubjectPublicKeyInfo::algorithm() const {
   if (ec_type_) return KeyAlgorithm{ec_type_, std::string(KeyTypeName(*ec_type_))};
+  std::string unsupported = Unsupported(algorithm_.get(), ec_type_);
+  if (!unsupported.empty()) return KeyAlgorithm{std::nullopt, unsupported};
   auto key = Decode();
-  if (!key.ok()) return KeyAlgorithm{std::nullopt, "undecodable key"};
+  if (!key.ok()) return KeyAlgorithm{std::nullopt, "invalid key (" + key.error().message + ")"};
   return DescribeKey(key->get());
 }
 
@@ -115,18 +141,36 @@ ByteView SubjectPublicKeyInfo::key_bits() const {
 }
 
 Result<UniquePtr<EVP_PKEY>> SubjectPublicKeyInfo::Decode() const {
+  std::string unsupported = Unsupported(algorithm_.get(), ec_type_);
+  if (!unsupported.empty()) return MakeError(ErrorCode::kInvalidInput, unsupported);
+  if ((bits_->flags & ASN1_STRING_FLAG_BITS_LEFT) != 0 && (bits_->flags & 0x07) != 0) {
+    return MakeError(ErrorCode::kInvalidInput, "the public key BIT STRING has unused bits");
+  }
   if (ec_type_) {
+    // RFC 5480 §2.2: uncompressed points only (04 || X || Y); this also rules
+    // out the one-byte point at infinity that OpenSSL's setter would accept.
+    ByteView point = key_bits();
+    size_t coordinate = *ec_type_ == KeyType::kEcP384 ? 48 : 32;
+    std::string curve(KeyTypeName(*ec_type_));
+    if (point.size() != 1 + 2 * coordinate || point[0] != 0x04) {
+      return MakeError(ErrorCode::kInvalidInput,
+                       "the public key is not an uncompressed " + curve + " point");
+    }
     const EVP_PKEY* tmpl = CurveTemplate(*ec_type_);
     UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
-    ByteView point = key_bits();
     if (tmpl == nullptr || !key || EVP_PKEY_copy_parameters(key.get(), tmpl) != 1) {
       return OpenSslError("preparing an EC key");
     }
-    if (EVP_PKEY_set1_encoded_public_key(key.get(), point.data(), point.size()) != 1) {
+    bool valid = EVP_PKEY_set1_encoded_public_key(key.get(), point.data(), point.size()) == 1;
+    if (valid) {
+      // On curve, not infinity, coordinates in range (prime-order curves need no more).
+      UniquePtr<EVP_PKEY_CTX> check(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+      valid = check && EVP_PKEY_public_check_quick(check.get()) == 1;
+    }
+    if (!valid) {
       ClearOpenSslErrors();
-      return MakeError(
-          ErrorCode::kInvalidInput,
-          "the public key is not a valid " + std::string(KeyTypeName(*ec_type_)) + " point");
+      return MakeError(ErrorCode::kInvalidInput,
+                       "the public key is not a valid " + curve + " point");
     }
     return key;
   }
@@ -134,6 +178,12 @@ Result<UniquePtr<EVP_PKEY>> SubjectPublicKeyInfo::Decode() const {
   const unsigned char* p = der.data();
   UniquePtr<EVP_PKEY> key(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
   if (!key) return OpenSslError("decoding the public key", ErrorCode::kInvalidInput);
+  // RSA: SP 800-56B public-key checks (odd modulus, odd exponent >= 65537, ...).
+  UniquePtr<EVP_PKEY_CTX> check(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+  if (!check || EVP_PKEY_public_check(check.get()) != 1) {
+    ClearOpenSslErrors();
+    return MakeError(ErrorCode::kInvalidInput, "the public key fails OpenSSL's public-key check");
+  }
   return key;
 }
 
@@ -143,27 +193,32 @@ Status SubjectPublicKeyInfo::CopyTo(X509_PUBKEY* out) const {
   const void* pval = nullptr;
   X509_ALGOR_get0(&obj, &ptype, &pval, algorithm_.get());
   UniquePtr<ASN1_OBJECT> obj_copy(OBJ_dup(obj));
-  void* pval_copy = nullptr;
+  UniquePtr<ASN1_OBJECT> param_oid;
+  UniquePtr<ASN1_STRING> param_string;
   if (ptype == V_ASN1_OBJECT) {
-    pval_copy = OBJ_dup(static_cast<const ASN1_OBJECT*>(pval));
+    param_oid.reset(OBJ_dup(static_cast<const ASN1_OBJECT*>(pval)));
   } else if (ptype == V_ASN1_SEQUENCE || ptype == V_ASN1_OCTET_STRING) {
-    pval_copy = ASN1_STRING_dup(static_cast<const ASN1_STRING*>(pval));
+    param_string.reset(ASN1_STRING_dup(static_cast<const ASN1_STRING*>(pval)));
   } else if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF && ptype != 0) {
     return MakeError(ErrorCode::kInvalidInput, "unsupported public key parameters");
   }
+  void* param =
+      param_oid ? static_cast<void*>(param_oid.get()) : static_cast<void*>(param_string.get());
   ByteView bits = key_bits();
-  auto* enc = static_cast<unsigned char*>(OPENSSL_memdup(bits.data(), bits.size()));
-  if (!obj_copy || (pval != nullptr && pval_copy == nullptr && ptype != V_ASN1_NULL) ||
-      enc == nullptr) {
-    OPENSSL_free(enc);
+  UniquePtr<unsigned char> enc(
+      static_cast<unsigned char*>(OPENSSL_memdup(bits.data(), bits.size())));
+  if (!obj_copy || (pval != nullptr && param == nullptr && ptype != V_ASN1_NULL) || !enc) {
     return OpenSslError("copying the public key");
   }
-  if (X509_PUBKEY_set0_param(out, obj_copy.get(), ptype, pval_copy, enc,
+  if (X509_PUBKEY_set0_param(out, obj_copy.get(), ptype, param, enc.get(),
                              static_cast<int>(bits.size())) != 1) {
-    OPENSSL_free(enc);
     return OpenSslError("setting the public key");
   }
+  // Owned by `out` now.
   obj_copy.release();
+  param_oid.release();
+  param_string.release();
+  enc.release();
   return {};
 }
 

@@ -287,3 +287,18 @@ TEST_F(CaTest, RootCertificateCannotBeRevoked) {
 
 }  // namespace
 }  // namespace devid::ca
+
+namespace devid::ca {
+namespace {
+
+TEST_F(CaTest, CaTemplatesCannotBeUsedForIssuance) {
+  auto root = hierarchy_->Unlock("acme", "root").value();
+  for (const char* name : {"root", "ica"}) {
+    auto r = root.Issue(*hierarchy_->FindProfile(name), Csr("CN=sneaky sub-CA"));
+    ASSERT_FALSE(r.ok()) << name;
+    EXPECT_EQ(r.error().code, ErrorCode::kPolicy);
+  }
+}
+
+}  // namespace
+}  // namespace devid::ca

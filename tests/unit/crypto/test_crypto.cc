@@ -250,3 +250,52 @@ TEST(Random, BytesDiffer) {
 
 }  // namespace
 }  // namespace devid::crypto
+
+namespace devid::crypto {
+namespace {
+
+// Builds a DER SubjectPublicKeyInfo by hand: SEQUENCE { algorithm, BIT STRING }.
+Bytes Spki(const Bytes& algorithm, const Bytes& point) {
+  Bytes bits = {0x03, static_cast<uint8_t>(point.size() + 1), 0x00};
+  bits.insert(bits.end(), point.begin(), point.end());
+  Bytes body = algorithm;
+  body.insert(body.end(), bits.begin(), bits.end());
+  Bytes out = {0x30, static_cast<uint8_t>(body.size())};
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+// AlgorithmIdentifier { id-ecPublicKey, prime256v1 }
+const Bytes kEcP256Algorithm = {0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01,
+                                0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07};
+
+TEST(SubjectPublicKeyInfo, RefusesPointAtInfinityCompressedAndOffCurvePoints) {
+  auto infinity = SubjectPublicKeyInfo::Parse(Spki(kEcP256Algorithm, {0x00}));
+  ASSERT_TRUE(infinity.ok());
+  EXPECT_EQ(infinity->Decode().error().code, ErrorCode::kInvalidInput);
+  PrivateKey k = Key();
+  auto good = SubjectPublicKeyInfo::FromKey(k.get());
+  ASSERT_TRUE(good.ok());
+  Bytes point(good->key_bits().begin(), good->key_bits().end());
+  ASSERT_EQ(point.size(), 65u);
+  EXPECT_TRUE(SubjectPublicKeyInfo::Parse(Spki(kEcP256Algorithm, point))->Decode().ok());
+  Bytes compressed(point.begin(), point.begin() + 33);
+  compressed[0] = static_cast<uint8_t>(0x02 | (point[64] & 1));
+  EXPECT_FALSE(SubjectPublicKeyInfo::Parse(Spki(kEcP256Algorithm, compressed))->Decode().ok());
+  Bytes off_curve = point;
+  off_curve[64] ^= 0x01;
+  EXPECT_FALSE(SubjectPublicKeyInfo::Parse(Spki(kEcP256Algorithm, off_curve))->Decode().ok());
+}
+
+TEST(SubjectPublicKeyInfo, ExplicitCurveParametersAreNotP256) {
+  // id-ecPublicKey with a SEQUENCE (explicit parameters) instead of a curve OID.
+  Bytes explicit_alg = {0x30, 0x0B, 0x06, 0x07, 0x2A, 0x86, 0x48,
+                        0xCE, 0x3D, 0x02, 0x01, 0x30, 0x00};
+  auto spki = SubjectPublicKeyInfo::Parse(Spki(explicit_alg, {0x04, 0x01}));
+  ASSERT_TRUE(spki.ok());
+  EXPECT_FALSE(spki->algorithm().type.has_value());
+  EXPECT_NE(spki->algorithm().name.find("explicit"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace devid::crypto
