@@ -184,18 +184,17 @@ Result<crypto::Crl> SigningCa::MakeCrl(int next_update_days, std::optional<int64
     return MakeError(ErrorCode::kInvalidInput, "CRL validity must be 1..365 days");
   }
   int64_t t = now.value_or(NowUnix());
-  DEVID_ASSIGN_OR_RETURN(std::vector<store::RevokedSerial> revoked,
-                         store_.ListRevoked(org_.id, record_.id));
+  DEVID_ASSIGN_OR_RETURN(store::CrlContent content, store_.NextCrl(org_.id, record_.id));
   crypto::CrlFields fields;
+  fields.number = content.number;
   fields.this_update = t;
   fields.next_update = std::min(t + next_update_days * kSecondsPerDay, certificate_.not_after());
-  for (const auto& r : revoked) {
+  for (const auto& r : content.revoked) {
     DEVID_ASSIGN_OR_RETURN(Bytes serial, HexDecode(r.serial_hex));
     DEVID_ASSIGN_OR_RETURN(crypto::RevocationReason reason,
                            crypto::RevocationReasonFromCode(r.reason));
     fields.revoked.push_back({std::move(serial), r.revoked_at, reason});
   }
-  DEVID_ASSIGN_OR_RETURN(fields.number, store_.NextCrlNumber(org_.id, record_.id));
   return crypto::BuildCrl(certificate_, key_, fields);
 }
 

@@ -60,6 +60,20 @@ std::vector<std::string> Strings(const json& j, const char* key) {
   return out;
 }
 
+// An integer field within [lo, hi]; JSON floats, huge and negative numbers are refused.
+Result<int> IntField(const json& j, const char* key, int lo, int hi, const std::string& name) {
+  const json& v = j.at(key);
+  if (!v.is_number_integer()) return Invalid(name, std::string(key) + " must be an integer");
+  int64_t n = v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)
+                  ? INT64_MAX
+                  : v.get<int64_t>();
+  if (n < lo || n > hi) {
+    return Invalid(name, std::string(key) + " must be within " + std::to_string(lo) + ".." +
+                             std::to_string(hi));
+  }
+  return static_cast<int>(n);
+}
+
 const std::vector<CertificateProfile>& Builtins() {
   static const std::vector<CertificateProfile> kProfiles = [] {
     std::vector<CertificateProfile> v;
@@ -123,8 +137,12 @@ Result<CertificateProfile> CertificateProfile::FromJson(std::string_view text) {
       if (p.san_required && p.san_allowed.empty())
         return Invalid(p.name, "SAN required but no kind allowed");
     }
-    p.validity_days = j.at("validity_days").get<int>();
-    p.max_validity_days = j.value("max_validity_days", p.validity_days);
+    DEVID_ASSIGN_OR_RETURN(p.validity_days, IntField(j, "validity_days", 1, 36500, p.name));
+    p.max_validity_days = p.validity_days;
+    if (j.contains("max_validity_days")) {
+      DEVID_ASSIGN_OR_RETURN(p.max_validity_days,
+                             IntField(j, "max_validity_days", 1, 36500, p.name));
+    }
     if (p.validity_days <= 0 || p.max_validity_days < p.validity_days ||
         p.max_validity_days > 36500) {
       return Invalid(p.name, "need 0 < validity_days <= max_validity_days <= 36500");
@@ -141,7 +159,7 @@ Result<CertificateProfile> CertificateProfile::FromJson(std::string_view text) {
     p.ca = j.value("ca", false);
     if (j.contains("path_len")) {
       if (!p.ca) return Invalid(p.name, "path_len is only for CA templates");
-      int n = j.at("path_len").get<int>();
+      DEVID_ASSIGN_OR_RETURN(int n, IntField(j, "path_len", 0, 16, p.name));
       if (n < 0 || n > 16) return Invalid(p.name, "path_len must be 0..16");
       p.path_len = n;
     }

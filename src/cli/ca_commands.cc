@@ -19,14 +19,28 @@ std::string HomeDir(const GlobalOptions& g) {
   return g.home.empty() ? std::string("./var/devid") : g.home;
 }
 
+// The home holds the database with the (encrypted) CA keys: devid creates it
+// private (0700) and refuses one that others may write into.
 Result<std::unique_ptr<store::Store>> OpenHomeStore(const GlobalOptions& g) {
+  namespace fs = std::filesystem;
+  const std::string home = HomeDir(g);
   std::error_code ec;
-  std::filesystem::create_directories(HomeDir(g), ec);
-  if (ec)
-    return MakeError(ErrorCode::kIo, "cannot create home " + HomeDir(g) + ": " + ec.message());
-  std::filesystem::permissions(HomeDir(g), std::filesystem::perms::owner_all,
-                               std::filesystem::perm_options::replace, ec);
-  return store::OpenStore("sqlite:" + HomeDir(g) + "/devid.db");
+  if (!fs::exists(home, ec)) {
+    fs::create_directories(home, ec);
+    if (ec) return MakeError(ErrorCode::kIo, "cannot create home " + home + ": " + ec.message());
+    fs::permissions(home, fs::perms::owner_all, fs::perm_options::replace, ec);
+    if (ec)
+      return MakeError(ErrorCode::kIo, "cannot make home " + home + " private: " + ec.message());
+  }
+  fs::file_status st = fs::status(home, ec);
+  if (ec || st.type() != fs::file_type::directory) {
+    return MakeError(ErrorCode::kIo, "home " + home + " is not a directory");
+  }
+  if ((st.permissions() & (fs::perms::group_write | fs::perms::others_write)) != fs::perms::none) {
+    return MakeError(ErrorCode::kIo,
+                     "home " + home + " is writable by group or others; chmod 700 it first");
+  }
+  return store::OpenStore("sqlite:" + home + "/devid.db");
 }
 
 Result<ca::KeyProtection> ResolveProtection(const GlobalOptions& g) {
@@ -90,6 +104,21 @@ Status WriteOutput(const std::string& path, const std::string& pem, const Bytes&
                    const std::string& format) {
   if (format == "der") return WriteFileAtomic(path, der);
   return WriteFileAtomic(path, AsBytes(pem));
+}
+
+// Subjects come from CSRs: control characters are shown as \xNN, never sent to the terminal.
+std::string Printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", c);
+      out += buf;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
 }
 
 std::string StatusText(const store::CertificateRecord& r, int64_t now) {
@@ -372,7 +401,7 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
           std::printf("%-34s %-12s %-8s %-26s %-21s %s\n", r.serial_hex.c_str(),
                       ca_names[r.ca_id].c_str(), r.template_name.c_str(),
                       StatusText(r, now).c_str(), FormatUtc(r.not_after).c_str(),
-                      r.subject.c_str());
+                      Printable(r.subject).c_str());
         }
         return {};
       });

@@ -1,12 +1,16 @@
 // devid: the command-line program. Parses flags and calls the libraries.
 #include <CLI/CLI.hpp>
 
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <iostream>
 
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
+  // Files devid creates (database, WAL, keys) are private unless it says otherwise.
+  ::umask(077);
   CLI::App app{
       "devid: device identity from the chip to the cloud.\n"
       "Runs certificate authorities per organization and issues device certificates."};

@@ -52,7 +52,35 @@ Result<Bytes> ReadFile(const std::string& path, size_t max_size) {
   return out;
 }
 
-Status WriteFileAtomic(const std::string& path, ByteView data, unsigned mode) {
+namespace {
+Status WriteAll(int fd, ByteView data, const std::string& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return IoError("cannot write", path);
+    done += static_cast<size_t>(n);
+  }
+  return {};
+}
+}  // namespace
+
+Status WriteFileAtomic(const std::string& requested, ByteView data, unsigned mode) {
+  std::string path = requested;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+    std::error_code ec;
+    std::filesystem::path resolved = std::filesystem::canonical(path, ec);
+    if (!ec) path = resolved.string();
+  }
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (S_ISDIR(st.st_mode)) return MakeError(ErrorCode::kIo, requested + " is a directory");
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return IoError("cannot open", requested);
+    Status s = WriteAll(fd, data, requested);
+    ::close(fd);
+    return s;
+  }
   std::filesystem::path target(path);
   std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
   std::string tmp = (dir / ("." + target.filename().string() + ".tmpXXXXXX")).string();
@@ -65,13 +93,7 @@ Status WriteFileAtomic(const std::string& path, ByteView data, unsigned mode) {
     return e;
   };
   if (::fchmod(fd, mode) != 0) return fail("cannot set mode of");
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail("cannot write");
-    done += static_cast<size_t>(n);
-  }
+  if (!WriteAll(fd, data, path).ok()) return fail("cannot write");
   if (::fsync(fd) != 0) return fail("cannot fsync");
   if (::close(fd) != 0) {
     Error e = IoError("cannot close", path);

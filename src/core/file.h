@@ -13,6 +13,8 @@ Result<Bytes> ReadFile(const std::string& path, size_t max_size = 16 * 1024 * 10
 
 // Writes to a temporary file in the same folder, fsyncs it, renames it over
 // `path` and fsyncs the folder, so readers see the old or the new content, never half.
+// A symbolic link is followed (the file it names is replaced, the link stays);
+// a device or pipe (e.g. /dev/stdout) is written in place.
 Status WriteFileAtomic(const std::string& path, ByteView data, unsigned mode = 0644);
 
 }  // namespace devid

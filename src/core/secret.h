@@ -15,7 +15,9 @@ class SecretString {
   SecretString() = default;
   explicit SecretString(std::string_view value) : value_(value) {}
   SecretString(const SecretString& other) : value_(other.value_) {}
-  SecretString(SecretString&& other) noexcept : value_(std::move(other.value_)) { other.Wipe(); }
+  // Moves copy and then wipe: moving a short std::string copies its inline
+  // buffer and would leave the bytes behind in the source.
+  SecretString(SecretString&& other) noexcept : value_(other.value_) { other.Wipe(); }
   SecretString& operator=(const SecretString& other) {
     if (this != &other) {
       Wipe();
@@ -26,7 +28,7 @@ class SecretString {
   SecretString& operator=(SecretString&& other) noexcept {
     if (this != &other) {
       Wipe();
-      value_ = std::move(other.value_);
+      value_ = other.value_;
       other.Wipe();
     }
     return *this;
@@ -37,7 +39,9 @@ class SecretString {
   bool empty() const { return value_.empty(); }
 
  private:
+  // Zeroes the whole buffer (capacity, not just size), then empties it.
   void Wipe() {
+    value_.resize(value_.capacity());
     SecureZero(value_.data(), value_.size());
     value_.clear();
   }

@@ -18,12 +18,6 @@ Result<int64_t> AsnTimeToUnix(const ASN1_TIME* t) {
   return static_cast<int64_t>(timegm(&tm));
 }
 
-Result<UniquePtr<BIO>> MemBio(ByteView data) {
-  UniquePtr<BIO> bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
-  if (!bio) return OpenSslError("allocating BIO");
-  return bio;
-}
-
 // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING value.
 Result<Bytes> KeyIdentifier(X509_PUBKEY* pubkey) {
   const unsigned char* pk = nullptr;
@@ -56,7 +50,7 @@ Certificate& Certificate::operator=(const Certificate& other) {
 Result<Certificate> Certificate::Parse(ByteView data) {
   if (data.empty()) return MakeError(ErrorCode::kInvalidInput, "the certificate is empty");
   if (LooksLikePem(data)) {
-    DEVID_ASSIGN_OR_RETURN(UniquePtr<BIO> bio, MemBio(data));
+    DEVID_ASSIGN_OR_RETURN(UniquePtr<BIO> bio, internal::MemBio(data));
     X509* raw = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr);
     if (raw == nullptr) return OpenSslError("parsing PEM certificate", ErrorCode::kInvalidInput);
     return Certificate(UniquePtr<X509>(raw));
@@ -71,7 +65,7 @@ Result<Certificate> Certificate::Parse(ByteView data) {
 }
 
 Result<std::vector<Certificate>> Certificate::ParsePemChain(ByteView pem) {
-  DEVID_ASSIGN_OR_RETURN(UniquePtr<BIO> bio, MemBio(pem));
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<BIO> bio, internal::MemBio(pem));
   std::vector<Certificate> out;
   while (true) {
     X509* raw = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr);
@@ -316,35 +310,35 @@ Status CertificateBuilder::AddSubjectAltNames(const std::vector<GeneralName>& na
 }
 
 Status CertificateBuilder::AddCrlDistributionPoint(const std::string& url) {
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<GENERAL_NAMES> names,
+                         ToGeneralNames({{GeneralName::Kind::kUri, url, {}}}));
   UniquePtr<CRL_DIST_POINTS> dps(sk_DIST_POINT_new_null());
   DIST_POINT* dp = DIST_POINT_new();
   DIST_POINT_NAME* dpn = DIST_POINT_NAME_new();
-  if (!dps || dp == nullptr || dpn == nullptr) {
+  if (!dps || dp == nullptr || dpn == nullptr || sk_DIST_POINT_push(dps.get(), dp) == 0) {
     DIST_POINT_free(dp);
     DIST_POINT_NAME_free(dpn);
     return OpenSslError("allocating cRLDistributionPoints");
   }
+  // Owned by dps from here.
   dp->distpoint = dpn;
-  sk_DIST_POINT_push(dps.get(), dp);
-  DEVID_ASSIGN_OR_RETURN(UniquePtr<GENERAL_NAMES> names,
-                         ToGeneralNames({{GeneralName::Kind::kUri, url, {}}}));
   dpn->type = 0;  // fullName
   dpn->name.fullname = names.release();
   return AddExtension(NID_crl_distribution_points, false, dps.get());
 }
 
 Status CertificateBuilder::AddOcspResponder(const std::string& url) {
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<GENERAL_NAMES> names,
+                         ToGeneralNames({{GeneralName::Kind::kUri, url, {}}}));
   UniquePtr<AUTHORITY_INFO_ACCESS> aia(sk_ACCESS_DESCRIPTION_new_null());
   ACCESS_DESCRIPTION* ad = ACCESS_DESCRIPTION_new();
-  if (!aia || ad == nullptr) {
+  if (!aia || ad == nullptr || sk_ACCESS_DESCRIPTION_push(aia.get(), ad) == 0) {
     ACCESS_DESCRIPTION_free(ad);
     return OpenSslError("allocating authorityInfoAccess");
   }
-  sk_ACCESS_DESCRIPTION_push(aia.get(), ad);
+  // Owned by aia from here.
   ASN1_OBJECT_free(ad->method);
   ad->method = OBJ_nid2obj(NID_ad_OCSP);
-  DEVID_ASSIGN_OR_RETURN(UniquePtr<GENERAL_NAMES> names,
-                         ToGeneralNames({{GeneralName::Kind::kUri, url, {}}}));
   GENERAL_NAME_free(ad->location);
   ad->location = sk_GENERAL_NAME_pop(names.get());
   return AddExtension(NID_info_access, false, aia.get());

@@ -87,8 +87,7 @@ Crl::Crl(const Crl& other) : crl_(X509_CRL_dup(other.crl_.get())) {
 Result<Crl> Crl::Parse(ByteView data) {
   if (data.empty()) return MakeError(ErrorCode::kInvalidInput, "the CRL is empty");
   if (LooksLikePem(data)) {
-    UniquePtr<BIO> bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
-    if (!bio) return OpenSslError("allocating BIO");
+    DEVID_ASSIGN_OR_RETURN(UniquePtr<BIO> bio, internal::MemBio(data));
     X509_CRL* raw = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr);
     if (raw == nullptr) return OpenSslError("parsing PEM CRL", ErrorCode::kInvalidInput);
     return Crl(UniquePtr<X509_CRL>(raw));
@@ -130,7 +129,10 @@ size_t Crl::revoked_count() const {
 int64_t Crl::next_update() const {
   const ASN1_TIME* t = X509_CRL_get0_nextUpdate(crl_.get());
   std::tm tm{};
-  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return 0;
+  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) {
+    ClearOpenSslErrors();
+    return 0;
+  }
   return static_cast<int64_t>(timegm(&tm));
 }
 

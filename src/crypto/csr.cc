@@ -39,6 +39,10 @@ Result<Element> Next(const uint8_t*& p, const uint8_t* end, const char* what) {
   // 0x80: error; 0x01 with V_ASN1_CONSTRUCTED: indefinite length (BER, not DER).
   if ((r & 0x80) != 0 || (r & 0x01) != 0) return Malformed(std::string("bad encoding of ") + what);
   e.constructed = (r & V_ASN1_CONSTRUCTED) != 0;
+  // DER: the header must be the shortest encoding of this tag and length.
+  if (ASN1_object_size(e.constructed ? 1 : 0, len, e.tag) != (q - p) + len) {
+    return Malformed(std::string("non-DER length encoding in ") + what);
+  }
   e.content = q;
   e.end = q + len;
   p = e.end;
@@ -55,8 +59,7 @@ Result<Element> Expect(const uint8_t*& p, const uint8_t* end, int tag, bool cons
 }
 
 Result<Bytes> PemToDer(ByteView data) {
-  UniquePtr<BIO> bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
-  if (!bio) return OpenSslError("allocating BIO");
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<BIO> bio, internal::MemBio(data));
   char* name = nullptr;
   char* header = nullptr;
   unsigned char* der = nullptr;

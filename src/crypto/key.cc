@@ -16,6 +16,9 @@ namespace devid::crypto {
 namespace {
 // PBKDF2 work factor for CA keys at rest; a CA key is decrypted once per process.
 constexpr int kPbkdf2Iterations = 200000;
+// OpenSSL's PEM password callback takes at most PEM_BUFSIZE - 1 bytes; longer
+// passphrases would encrypt fine and then never decrypt.
+constexpr size_t kMaxPassphraseBytes = PEM_BUFSIZE - 1;
 
 }  // namespace
 
@@ -97,8 +100,7 @@ Result<PrivateKey> PrivateKey::Generate(KeyType type) {
 }
 
 Result<PrivateKey> PrivateKey::FromPem(std::string_view pem, const SecretString* passphrase) {
-  UniquePtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  if (!bio) return OpenSslError("allocating BIO");
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<BIO> bio, internal::MemBio(AsBytes(pem)));
   bool encrypted = pem.find("ENCRYPTED") != std::string_view::npos;
   if (encrypted && passphrase == nullptr) {
     return MakeError(ErrorCode::kAuth, "the private key is encrypted and no passphrase was given");
@@ -133,6 +135,10 @@ Result<std::string> PrivateKey::ToPkcs8Pem(const SecretString* passphrase) const
         "PKCS#8", [&](BIO* bio) { return PEM_write_bio_PKCS8_PRIV_KEY_INFO(bio, p8.get()); });
   }
   if (passphrase->empty()) return MakeError(ErrorCode::kAuth, "the passphrase is empty");
+  if (passphrase->reveal().size() > kMaxPassphraseBytes) {
+    return MakeError(ErrorCode::kInvalidInput, "the passphrase is longer than " +
+                                                   std::to_string(kMaxPassphraseBytes) + " bytes");
+  }
   // -1: PBES2; the PRF defaults to HMAC-SHA256 in OpenSSL 3.
   UniquePtr<X509_SIG> sig(PKCS8_encrypt_ex(-1, EVP_aes_256_cbc(), passphrase->reveal().data(),
                                            static_cast<int>(passphrase->reveal().size()), nullptr,
@@ -160,8 +166,7 @@ Result<PublicKey> PublicKey::FromDer(ByteView spki_der) {
 }
 
 Result<PublicKey> PublicKey::FromPem(std::string_view pem) {
-  UniquePtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  if (!bio) return OpenSslError("allocating BIO");
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<BIO> bio, internal::MemBio(AsBytes(pem)));
   EVP_PKEY* raw = PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr);
   if (raw == nullptr) return OpenSslError("parsing PEM public key", ErrorCode::kInvalidInput);
   return PublicKey(UniquePtr<EVP_PKEY>(raw));
@@ -208,7 +213,9 @@ Result<Bytes> RandomBytes(size_t count) {
 Bytes Sha256(ByteView data) {
   Bytes out(32);
   unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr);
+  // Fails only when memory runs out: a programming/resource error, not an input error.
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1)
+    throw std::bad_alloc();
   return out;
 }
 

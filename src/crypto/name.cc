@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "crypto/error.h"
+#include "crypto/internal/encoding.h"
 
 namespace devid::crypto {
 
@@ -94,9 +95,7 @@ Result<DistinguishedName> DistinguishedName::FromX509Name(const X509_NAME* name)
     if (nid != NID_undef) {
       type = OBJ_nid2sn(nid);
     } else {
-      char buf[128];
-      OBJ_obj2txt(buf, sizeof(buf), obj, 1);
-      type = buf;
+      DEVID_ASSIGN_OR_RETURN(type, internal::OidText(obj, true));
     }
     dn.attributes_.push_back({type, std::string(reinterpret_cast<char*>(utf8), len)});
   }
@@ -230,10 +229,9 @@ Result<GeneralName> DecodeHardwareModuleName(const OTHERNAME* other) {
     ClearOpenSslErrors();
     return MakeError(ErrorCode::kInvalidInput, "malformed hardwareModuleName");
   }
-  char buf[128];
-  OBJ_obj2txt(buf, sizeof(buf), type.get(), 1);
+  DEVID_ASSIGN_OR_RETURN(std::string hw_type, internal::OidText(type.get(), true));
   const unsigned char* s = ASN1_STRING_get0_data(serial.get());
-  return GeneralName{GeneralName::Kind::kHardwareModuleName, buf,
+  return GeneralName{GeneralName::Kind::kHardwareModuleName, hw_type,
                      Bytes(s, s + ASN1_STRING_length(serial.get()))};
 }
 
@@ -270,13 +268,13 @@ Result<std::vector<GeneralName>> FromGeneralNames(const GENERAL_NAMES* names) {
         break;
       }
       case GEN_OTHERNAME: {
-        char buf[128];
-        OBJ_obj2txt(buf, sizeof(buf), gn->d.otherName->type_id, 1);
-        if (std::string_view(buf) == kHardwareModuleNameOid) {
+        DEVID_ASSIGN_OR_RETURN(std::string type_id,
+                               internal::OidText(gn->d.otherName->type_id, true));
+        if (type_id == kHardwareModuleNameOid) {
           DEVID_ASSIGN_OR_RETURN(GeneralName hmn, DecodeHardwareModuleName(gn->d.otherName));
           out.push_back(std::move(hmn));
         } else {
-          out.push_back({GeneralName::Kind::kOther, buf, {}});
+          out.push_back({GeneralName::Kind::kOther, type_id, {}});
         }
         break;
       }
@@ -339,11 +337,14 @@ Result<UniquePtr<GENERAL_NAMES>> ToGeneralNames(const std::vector<GeneralName>& 
         int l2 = i2d_ASN1_OCTET_STRING(serial.get(), nullptr);
         if (l1 <= 0 || l2 <= 0) return OpenSslError("encoding hardwareModuleName");
         int total = ASN1_object_size(1, l1 + l2, V_ASN1_SEQUENCE);
+        if (total <= 0) return OpenSslError("encoding hardwareModuleName");
         Bytes der(static_cast<size_t>(total));
         unsigned char* p = der.data();
         ASN1_put_object(&p, 1, l1 + l2, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
-        i2d_ASN1_OBJECT(hw_type.get(), &p);
-        i2d_ASN1_OCTET_STRING(serial.get(), &p);
+        if (i2d_ASN1_OBJECT(hw_type.get(), &p) != l1 ||
+            i2d_ASN1_OCTET_STRING(serial.get(), &p) != l2 || p != der.data() + total) {
+          return OpenSslError("encoding hardwareModuleName");
+        }
         UniquePtr<ASN1_STRING> seq(ASN1_STRING_type_new(V_ASN1_SEQUENCE));
         if (!seq || ASN1_STRING_set(seq.get(), der.data(), total) != 1) {
           return OpenSslError("encoding hardwareModuleName");

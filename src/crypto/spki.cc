@@ -178,11 +178,21 @@ Result<UniquePtr<EVP_PKEY>> SubjectPublicKeyInfo::Decode() const {
   const unsigned char* p = der.data();
   UniquePtr<EVP_PKEY> key(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
   if (!key) return OpenSslError("decoding the public key", ErrorCode::kInvalidInput);
-  // RSA: SP 800-56B public-key checks (odd modulus, odd exponent >= 65537, ...).
+  // RSA: OpenSSL's SP 800-56B public-key check (odd modulus and exponent, sizes)...
   UniquePtr<EVP_PKEY_CTX> check(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
   if (!check || EVP_PKEY_public_check(check.get()) != 1) {
     ClearOpenSslErrors();
     return MakeError(ErrorCode::kInvalidInput, "the public key fails OpenSSL's public-key check");
+  }
+  // ...which outside FIPS mode allows e = 3; devid wants e >= 65537 (CA/B BR 6.1.6, SP 800-89).
+  BIGNUM* e = nullptr;
+  if (EVP_PKEY_is_a(key.get(), "RSA")) {
+    UniquePtr<BIGNUM> exponent(
+        EVP_PKEY_get_bn_param(key.get(), OSSL_PKEY_PARAM_RSA_E, &e) == 1 ? e : nullptr);
+    if (!exponent || BN_num_bits(exponent.get()) < 17) {
+      ClearOpenSslErrors();
+      return MakeError(ErrorCode::kInvalidInput, "the RSA public exponent must be at least 65537");
+    }
   }
   return key;
 }

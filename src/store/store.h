@@ -93,6 +93,11 @@ struct RevokedSerial {
   int64_t revoked_at = 0;
 };
 
+struct CrlContent {
+  uint64_t number = 0;
+  std::vector<RevokedSerial> revoked;
+};
+
 // Durability of each commit. kFull: the commit is on disk when the call
 // returns (survives power loss). kNormal: survives a crash of the process,
 // the last commits may be lost on power loss (SQLite WAL, synchronous=NORMAL).
@@ -133,9 +138,10 @@ class Store {
   // kAlreadyExists if the certificate is already revoked. Revoking a CA's own
   // certificate also disables that CA, in the same transaction.
   virtual Status Revoke(int64_t org_id, int64_t certificate_id, const Revocation& revocation) = 0;
-  virtual Result<std::vector<RevokedSerial>> ListRevoked(int64_t org_id, int64_t ca_id) = 0;
-  // Returns the CRL number to use and advances the counter, atomically.
-  virtual Result<uint64_t> NextCrlNumber(int64_t org_id, int64_t ca_id) = 0;
+  // What the CA's next CRL holds: a fresh number (the counter advances) and
+  // the revocations, read in the same transaction so that a higher-numbered
+  // CRL never lacks an entry a lower-numbered one has.
+  virtual Result<CrlContent> NextCrl(int64_t org_id, int64_t ca_id) = 0;
 };
 
 // "sqlite:PATH" or a plain path. (postgresql:// arrives with the CMS.)

@@ -612,6 +612,73 @@ expect_error "no-passphrase home: issue without --no-passphrase and no passphras
 DV_ENV=()
 
 # ===========================================================================
+# Keys and signatures the CA must refuse even though OpenSSL's CLI makes them
+# (proof of possession that no private key could pass, weak digests, odd encodings).
+H=$T/home
+DV_ENV=(DEVID_PASSPHRASE="$PASS_MAIN")
+DV_GLOBAL=()
+new_csr sha1.csr P-256 "/CN=sha1-device" -sha1
+issue_err "issue: CSR signed with ECDSA-SHA1 is refused" 'signature algorithm' sha1.csr
+openssl ecparam -name prime256v1 -param_enc explicit -genkey -noout -out explicit.key 2>/dev/null
+openssl req -new -key explicit.key -subj "/CN=explicit" -out explicit.csr 2>/dev/null
+issue_err "issue: EC key with explicit curve parameters is refused" 'explicit' explicit.csr
+openssl ecparam -name prime256v1 -genkey -noout -out comp.key 2>/dev/null
+openssl ec -in comp.key -conv_form compressed -out comp2.key 2>/dev/null
+openssl req -new -key comp2.key -subj "/CN=compressed" -out comp.csr 2>/dev/null
+if openssl req -in comp.csr -noout -text 2>/dev/null | grep -q 'pub:' && \
+   [ "$(openssl req -in comp.csr -outform DER 2>/dev/null | xxd -p | tr -d '\n' | grep -o '034200' | head -1)" != "034200" ]; then
+  issue_err "issue: compressed EC point is refused (RFC 5480 uncompressed only)" 'uncompressed' comp.csr
+else
+  pass "issue: compressed-point CSR (openssl kept it uncompressed; nothing to refuse)"
+fi
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -pkeyopt rsa_keygen_pubexp:3 -out e3.key 2>/dev/null
+openssl req -new -key e3.key -subj "/CN=e3.acme.test" -addext "subjectAltName=DNS:e3.acme.test" -out e3.csr 2>/dev/null
+expect_error "issue: RSA key with public exponent 3 is refused (e >= 65537)" 'exponent' \
+  ca issue --org acme --ca devices --template server --csr e3.csr --out "$T/err.pem"
+new_csr sub.csr P-256 "/CN=sneaky sub-CA"
+expect_error "issue: a CA template cannot be used to issue from a CSR" 'init-ica' \
+  ca issue --org acme --ca root --template ica --csr sub.csr --out "$T/err.pem"
+
+# --out through a symlink replaces the file it names and keeps the link; a device is written in place.
+new_csr link.csr P-256 "/CN=device-link"
+: >link-target.pem
+ln -s link-target.pem link.pem
+devid_ok "issue: --out through a symlink" ca issue --org acme --ca devices --template device --csr link.csr --out link.pem
+if [ -L link.pem ] && grep -q 'BEGIN CERTIFICATE' link-target.pem; then
+  pass "issue: the symlink stays and its target holds the certificate"
+else
+  fail "issue: the symlink stays and its target holds the certificate" "$(ls -l link.pem link-target.pem)"
+fi
+devid_ok "export to /dev/null (a device) works" ca export --org acme --ca root --out /dev/null
+if [ -c /dev/null ]; then pass "/dev/null is still a character device"; else fail "/dev/null is still a character device"; fi
+
+# The home and database are private; a home others can write into is refused.
+# (SQLite's -wal and -shm files take the database file's mode.)
+if [ "$(stat -c %a "$H/devid.db")" = 600 ]; then
+  pass "devid.db is 0600"
+else
+  fail "devid.db is 0600" "$(stat -c '%a %n' "$H"/devid.db*)"
+fi
+"$DEVID" --home "$T/fresh-home" ca list --org nobody >/dev/null 2>&1 || true
+if [ "$(stat -c %a "$T/fresh-home")" = 700 ]; then
+  pass "a home devid creates is 0700"
+else
+  fail "a home devid creates is 0700" "$(stat -c '%a %n' "$T/fresh-home")"
+fi
+mkdir -p "$T/shared-home" && chmod 777 "$T/shared-home"
+H=$T/shared-home
+expect_error "a world-writable home is refused" 'writable by group or others' ca list --org acme
+H=$T/home
+
+# Control characters from a CSR subject never reach the terminal.
+new_csr esc.csr P-256 "/CN=evil$(printf '\033')[31mred"
+devid_ok "issue: subject with an escape character" ca issue --org acme --ca devices --template device --csr esc.csr --out esc.pem
+devid_ok "list with an escape character in a subject" ca list --org acme
+if grep -q $'\033' <<<"$OUT"; then fail "list shows no raw escape character"; else pass "list shows no raw escape character"; fi
+check_text "list shows the escape as \\x1B" 'x1B' "$OUT"
+DV_ENV=()
+
+# ===========================================================================
 FINISHED=1
 echo
 if ((FAILS == 0)); then

@@ -184,32 +184,17 @@ class SqliteStore final : public Store {
   }
 
   Result<CaRecord> CreateCa(int64_t org_id, const NewCa& ca, NewCertificate certificate) override {
-    DEVID_TRY(Exec("BEGIN IMMEDIATE"));
-    auto result = CreateCaLocked(org_id, ca, std::move(certificate));
-    if (!result.ok()) {
-      (void)Exec("ROLLBACK");
-      return result;
-    }
-    DEVID_TRY(Commit());
-    return result;
+    return InTransaction([&] { return CreateCaLocked(org_id, ca, std::move(certificate)); });
   }
 
   Result<CaRecord> CreateRootCa(const std::string& org_name, const NewCa& ca,
                                 NewCertificate certificate) override {
-    DEVID_TRY(Exec("BEGIN IMMEDIATE"));
-    auto org = GetOrganization(org_name);
-    if (!org.ok() && org.error().code == ErrorCode::kNotFound) org = CreateOrganization(org_name);
-    if (!org.ok()) {
-      (void)Exec("ROLLBACK");
-      return org.error();
-    }
-    auto result = CreateCaLocked(org->id, ca, std::move(certificate));
-    if (!result.ok()) {
-      (void)Exec("ROLLBACK");
-      return result;
-    }
-    DEVID_TRY(Commit());
-    return result;
+    return InTransaction([&]() -> Result<CaRecord> {
+      auto org = GetOrganization(org_name);
+      if (!org.ok() && org.error().code == ErrorCode::kNotFound) org = CreateOrganization(org_name);
+      if (!org.ok()) return org.error();
+      return CreateCaLocked(org->id, ca, std::move(certificate));
+    });
   }
 
   Result<CaRecord> GetCa(int64_t org_id, const std::string& name) override {
@@ -265,15 +250,10 @@ class SqliteStore final : public Store {
   }
 
   Status InsertCertificates(int64_t org_id, const std::vector<NewCertificate>& certs) override {
-    DEVID_TRY(Exec("BEGIN IMMEDIATE"));
-    for (const NewCertificate& c : certs) {
-      auto r = InsertCertificateRow(org_id, c);
-      if (!r.ok()) {
-        (void)Exec("ROLLBACK");
-        return r;
-      }
-    }
-    return Commit();
+    return InTransaction([&]() -> Status {
+      for (const NewCertificate& c : certs) DEVID_TRY(InsertCertificateRow(org_id, c));
+      return {};
+    });
   }
 
   Result<std::vector<CertificateRecord>> FindCertificatesBySerial(
@@ -319,44 +299,36 @@ class SqliteStore final : public Store {
   }
 
   Status Revoke(int64_t org_id, int64_t certificate_id, const Revocation& revocation) override {
-    DEVID_TRY(Exec("BEGIN IMMEDIATE"));
-    auto result = RevokeLocked(org_id, certificate_id, revocation);
-    if (!result.ok()) {
-      (void)Exec("ROLLBACK");
-      return result;
-    }
-    return Commit();
+    return InTransaction([&] { return RevokeLocked(org_id, certificate_id, revocation); });
   }
 
-  Result<std::vector<RevokedSerial>> ListRevoked(int64_t org_id, int64_t ca_id) override {
-    DEVID_ASSIGN_OR_RETURN(
-        Statement s,
-        Statement::Prepare(db_,
-                           "SELECT c.serial_hex, r.reason, r.revoked_at FROM revocations r "
-                           "JOIN certificates c ON c.id = r.certificate_id "
-                           "WHERE r.org_id = ?1 AND r.ca_id = ?2 ORDER BY r.revoked_at, c.id"));
-    s.Bind(1, org_id).Bind(2, ca_id);
-    std::vector<RevokedSerial> out;
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW)
-      out.push_back({s.Text(0), static_cast<int>(s.Int(1)), s.Int(2)});
-    if (rc != SQLITE_DONE) return DbError(db_, "listing revocations");
-    return out;
-  }
-
-  Result<uint64_t> NextCrlNumber(int64_t org_id, int64_t ca_id) override {
-    DEVID_ASSIGN_OR_RETURN(
-        Statement s,
-        Statement::Prepare(db_,
-                           "UPDATE cas SET next_crl_number = next_crl_number + 1 "
-                           "WHERE org_id = ?1 AND id = ?2 RETURNING next_crl_number - 1"));
-    s.Bind(1, org_id).Bind(2, ca_id);
-    int rc = s.Step();
-    if (rc == SQLITE_DONE) return MakeError(ErrorCode::kNotFound, "CA not found");
-    if (rc != SQLITE_ROW) return DbError(db_, "advancing CRL number");
-    auto n = static_cast<uint64_t>(s.Int(0));
-    if (s.Step() != SQLITE_DONE) return DbError(db_, "advancing CRL number");
-    return n;
+  Result<CrlContent> NextCrl(int64_t org_id, int64_t ca_id) override {
+    return InTransaction([&]() -> Result<CrlContent> {
+      CrlContent out;
+      DEVID_ASSIGN_OR_RETURN(
+          Statement n,
+          Statement::Prepare(db_,
+                             "UPDATE cas SET next_crl_number = next_crl_number + 1 "
+                             "WHERE org_id = ?1 AND id = ?2 RETURNING next_crl_number - 1"));
+      n.Bind(1, org_id).Bind(2, ca_id);
+      int rc = n.Step();
+      if (rc == SQLITE_DONE) return MakeError(ErrorCode::kNotFound, "CA not found");
+      if (rc != SQLITE_ROW) return DbError(db_, "advancing CRL number");
+      out.number = static_cast<uint64_t>(n.Int(0));
+      if (n.Step() != SQLITE_DONE) return DbError(db_, "advancing CRL number");
+      DEVID_ASSIGN_OR_RETURN(
+          Statement s,
+          Statement::Prepare(db_,
+                             "SELECT c.serial_hex, r.reason, r.revoked_at FROM revocations r "
+                             "JOIN certificates c ON c.id = r.certificate_id "
+                             "WHERE r.org_id = ?1 AND r.ca_id = ?2 ORDER BY r.revoked_at, c.id"));
+      s.Bind(1, org_id).Bind(2, ca_id);
+      while ((rc = s.Step()) == SQLITE_ROW) {
+        out.revoked.push_back({s.Text(0), static_cast<int>(s.Int(1)), s.Int(2)});
+      }
+      if (rc != SQLITE_DONE) return DbError(db_, "listing revocations");
+      return out;
+    });
   }
 
  private:
@@ -368,6 +340,19 @@ class SqliteStore final : public Store {
       return MakeError(ErrorCode::kStorage, "SQLite: " + msg);
     }
     return {};
+  }
+
+  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT; rolls back when it fails.
+  template <typename Body>
+  auto InTransaction(Body&& body) -> decltype(body()) {
+    DEVID_TRY(Exec("BEGIN IMMEDIATE"));
+    auto result = body();
+    if (!result.ok()) {
+      (void)Exec("ROLLBACK");
+      return result;
+    }
+    DEVID_TRY(Commit());
+    return result;
   }
 
   Status Commit() {

@@ -77,3 +77,36 @@ TEST(Time, FormatsUtc) { EXPECT_EQ(FormatUtc(0), "1970-01-01T00:00:00Z"); }
 
 }  // namespace
 }  // namespace devid
+
+namespace devid {
+namespace {
+
+TEST(File, AtomicWriteFollowsSymlinksAndKeepsThem) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("devid-core-link-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::filesystem::path target = dir / "target";
+  std::filesystem::path link = dir / "link";
+  ASSERT_TRUE(WriteFileAtomic(target.string(), AsBytes("old")).ok());
+  std::filesystem::create_symlink(target, link);
+  ASSERT_TRUE(WriteFileAtomic(link.string(), AsBytes("new")).ok());
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  EXPECT_EQ(AsString(*ReadFile(target.string())), "new");
+  // A character device is written in place and stays a device.
+  ASSERT_TRUE(WriteFileAtomic("/dev/null", AsBytes("x")).ok());
+  EXPECT_TRUE(std::filesystem::is_character_file("/dev/null"));
+  EXPECT_EQ(WriteFileAtomic(dir.string(), AsBytes("x")).error().code, ErrorCode::kIo);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SecretString, AssignmentReplacesValue) {
+  SecretString a("first-secret");
+  SecretString b("second");
+  a = b;
+  EXPECT_EQ(a.reveal(), "second");
+  a = SecretString("third");
+  EXPECT_EQ(a.reveal(), "third");
+}
+
+}  // namespace
+}  // namespace devid

@@ -299,3 +299,32 @@ TEST(SubjectPublicKeyInfo, ExplicitCurveParametersAreNotP256) {
 
 }  // namespace
 }  // namespace devid::crypto
+
+namespace devid::crypto {
+namespace {
+
+TEST(Keys, OverlongPassphraseIsRefusedBeforeEncrypting) {
+  PrivateKey k = Key();
+  SecretString longest(std::string(1023, 'p'));
+  auto pem = k.ToPkcs8Pem(&longest);
+  ASSERT_TRUE(pem.ok());
+  EXPECT_TRUE(PrivateKey::FromPem(*pem, &longest).ok());
+  SecretString too_long(std::string(1024, 'p'));
+  EXPECT_EQ(k.ToPkcs8Pem(&too_long).error().code, ErrorCode::kInvalidInput);
+}
+
+TEST(Csr, RefusesNonMinimalDerLengths) {
+  PrivateKey k = Key();
+  Bytes der = MakeCertificateRequest(k, Dn("CN=x"), {})->der();
+  ASSERT_EQ(der[0], 0x30);
+  ASSERT_EQ(der[1], 0x81);  // the outer length is one long-form byte for a ~200-byte request
+  // Re-encode the outer length with two bytes (BER, not DER).
+  Bytes ber = {0x30, 0x82, 0x00, der[2]};
+  ber.insert(ber.end(), der.begin() + 3, der.end());
+  auto r = CertificateRequest::Parse(ber);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("non-DER"), std::string::npos) << r.error().message;
+}
+
+}  // namespace
+}  // namespace devid::crypto

@@ -81,7 +81,7 @@ TEST_F(StoreTest, OrganizationsCannotReachEachOthersRows) {
   EXPECT_EQ(store_->GetCa(evil.id, "ica").error().code, ErrorCode::kNotFound);
   EXPECT_EQ(store_->GetCaById(evil.id, ca.id).error().code, ErrorCode::kNotFound);
   EXPECT_EQ(store_->Revoke(evil.id, rec.id, {1, 5}).error().code, ErrorCode::kNotFound);
-  EXPECT_EQ(store_->NextCrlNumber(evil.id, ca.id).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store_->NextCrl(evil.id, ca.id).error().code, ErrorCode::kNotFound);
   EXPECT_TRUE(store_->ListCertificates(evil.id, {})->empty());
 }
 
@@ -105,7 +105,9 @@ TEST_F(StoreTest, RevocationsFilterAndCrlNumbers) {
   ASSERT_TRUE(store_->InsertCertificate(org.id, Cert(ca.id, "13", 50)).ok());  // expired
   ASSERT_TRUE(store_->Revoke(org.id, doomed.id, {1, 1234}).ok());
   EXPECT_EQ(store_->Revoke(org.id, doomed.id, {1, 1234}).error().code, ErrorCode::kAlreadyExists);
-  auto revoked = *store_->ListRevoked(org.id, ca.id);
+  auto crl = *store_->NextCrl(org.id, ca.id);
+  EXPECT_EQ(crl.number, 1u);
+  auto revoked = crl.revoked;
   ASSERT_EQ(revoked.size(), 1u);
   EXPECT_EQ(revoked[0].serial_hex, "12");
   EXPECT_EQ(revoked[0].reason, 1);
@@ -126,8 +128,8 @@ TEST_F(StoreTest, RevocationsFilterAndCrlNumbers) {
   f.expires_before = 60;
   EXPECT_EQ(store_->ListCertificates(org.id, f)->size(), 1u);
 
-  EXPECT_EQ(*store_->NextCrlNumber(org.id, ca.id), 1u);
-  EXPECT_EQ(*store_->NextCrlNumber(org.id, ca.id), 2u);
+  EXPECT_EQ(store_->NextCrl(org.id, ca.id)->number, 2u);
+  EXPECT_EQ(store_->NextCrl(org.id, ca.id)->revoked.size(), 1u);
 }
 
 TEST_F(StoreTest, CaNamesAreUniquePerOrganizationAndCreationIsAtomic) {
