@@ -30,7 +30,8 @@ constexpr std::string_view kBuiltins[] = {
         "key_usage": ["digitalSignature", "keyAgreement"], "extended_key_usage": ["clientAuth"]})",
     R"({"name": "server", "key_types": ["P-256", "P-384", "RSA-3072"],
         "subject": {"required": ["CN"], "allowed": ["CN", "O", "OU", "C", "ST", "L"]},
-        "san": {"allowed": ["dns", "ip", "uri"], "required": true},
+        "san": {"allowed": ["dns", "ip", "uri"], "required": true,
+                "patterns": {"dns": "([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"}},
         "validity_days": 397, "max_validity_days": 825,
         "key_usage": ["digitalSignature"], "extended_key_usage": ["serverAuth"]})",
 };
@@ -47,6 +48,33 @@ Result<GeneralName::Kind> ParseSanKind(const std::string& s) {
   }
   return MakeError(ErrorCode::kInvalidInput,
                    "unknown SAN kind '" + s + "' (dns, uri, email, ip, hardwareModuleName)");
+}
+
+// Values longer than this are refused before any pattern runs (bounded regex work).
+constexpr size_t kMaxPatternInput = 1024;
+
+Result<ValuePattern> CompilePattern(const std::string& source, const std::string& profile) {
+  try {
+    return ValuePattern{source, std::make_shared<const std::regex>(source, std::regex::ECMAScript)};
+  } catch (const std::regex_error&) {
+    return Invalid(profile, "pattern '" + source + "' is not a valid regular expression");
+  }
+}
+
+Status CheckPattern(const ValuePattern& pattern, const std::string& value, const std::string& what,
+                    const std::string& profile) {
+  bool matches = false;
+  try {
+    matches = value.size() <= kMaxPatternInput && std::regex_match(value, *pattern.regex);
+  } catch (const std::regex_error&) {
+    matches = false;  // the matcher gave up (complexity): refuse rather than guess
+  }
+  if (!matches) {
+    return MakeError(ErrorCode::kPolicy, "template '" + profile + "' does not allow " + what +
+                                             " '" + value.substr(0, 128) + "' (must match " +
+                                             pattern.source + ")");
+  }
+  return {};
 }
 
 bool Contains(const std::vector<std::string>& v, const std::string& s) {
@@ -128,12 +156,32 @@ Result<CertificateProfile> CertificateProfile::FromJson(std::string_view text) {
       if (!Contains(p.subject_allowed, r))
         return Invalid(p.name, "required attribute " + r + " is not allowed");
     }
+    if (subject.contains("patterns")) {
+      for (const auto& [attr, source] : subject.at("patterns").items()) {
+        DEVID_ASSIGN_OR_RETURN(std::string canon, crypto::CanonicalAttributeType(attr));
+        if (!Contains(p.subject_allowed, canon)) {
+          return Invalid(p.name, "pattern for attribute " + canon + ", which is not allowed");
+        }
+        DEVID_ASSIGN_OR_RETURN(p.subject_patterns[canon],
+                               CompilePattern(source.get<std::string>(), p.name));
+      }
+    }
     if (j.contains("san")) {
       for (const std::string& k : Strings(j.at("san"), "allowed")) {
         DEVID_ASSIGN_OR_RETURN(GeneralName::Kind kind, ParseSanKind(k));
         p.san_allowed.push_back(kind);
       }
       p.san_required = j.at("san").value("required", false);
+      if (j.at("san").contains("patterns")) {
+        for (const auto& [kind_name, source] : j.at("san").at("patterns").items()) {
+          DEVID_ASSIGN_OR_RETURN(GeneralName::Kind kind, ParseSanKind(kind_name));
+          if (std::find(p.san_allowed.begin(), p.san_allowed.end(), kind) == p.san_allowed.end()) {
+            return Invalid(p.name, "pattern for SAN kind " + kind_name + ", which is not allowed");
+          }
+          DEVID_ASSIGN_OR_RETURN(p.san_patterns[kind],
+                                 CompilePattern(source.get<std::string>(), p.name));
+        }
+      }
       if (p.san_required && p.san_allowed.empty())
         return Invalid(p.name, "SAN required but no kind allowed");
     }
@@ -180,9 +228,14 @@ std::string CertificateProfile::ToJson() const {
   j["key_types"] = json::array();
   for (auto t : key_types) j["key_types"].push_back(std::string(crypto::KeyTypeName(t)));
   j["subject"] = {{"required", subject_required}, {"allowed", subject_allowed}};
+  for (const auto& [attr, pattern] : subject_patterns)
+    j["subject"]["patterns"][attr] = pattern.source;
   json san_kinds = json::array();
   for (auto k : san_allowed) san_kinds.push_back(std::string(crypto::GeneralNameKindName(k)));
   j["san"] = {{"allowed", san_kinds}, {"required", san_required}};
+  for (const auto& [kind, pattern] : san_patterns) {
+    j["san"]["patterns"][std::string(crypto::GeneralNameKindName(kind))] = pattern.source;
+  }
   j["validity_days"] = validity_days;
   j["max_validity_days"] = max_validity_days;
   j["key_usage"] = json::array();
@@ -199,8 +252,8 @@ Status CertificateProfile::CheckKey(const crypto::KeyAlgorithm& key) const {
   std::string allowed;
   for (auto t : key_types)
     allowed += (allowed.empty() ? "" : ", ") + std::string(crypto::KeyTypeName(t));
-  return MakeError(ErrorCode::kPolicy, "template '" + name + "' does not allow " + key.name +
-                                           " keys (allowed: " + allowed + ")");
+  return MakeError(ErrorCode::kPolicy, "template '" + name + "' does not allow this key: " +
+                                           key.name + " (allowed: " + allowed + ")");
 }
 
 Status CertificateProfile::CheckSubject(const crypto::DistinguishedName& subject) const {
@@ -219,6 +272,11 @@ Status CertificateProfile::CheckSubject(const crypto::DistinguishedName& subject
     if (n > 1)
       return MakeError(ErrorCode::kPolicy, "subject attribute " + r + " appears more than once");
   }
+  for (const auto& a : subject.attributes()) {
+    auto rule = subject_patterns.find(a.type);
+    if (rule != subject_patterns.end())
+      DEVID_TRY(CheckPattern(rule->second, a.value, "subject " + a.type, name));
+  }
   return {};
 }
 
@@ -230,6 +288,12 @@ Status CertificateProfile::CheckSubjectAltNames(
           ErrorCode::kPolicy,
           "template '" + name + "' does not allow subject alternative name " + s.ToString());
     }
+  }
+  for (const auto& s : sans) {
+    auto rule = san_patterns.find(s.kind);
+    if (rule == san_patterns.end()) continue;
+    std::string text = s.ToString().substr(s.KindName().size() + 1);  // drop "kind:"
+    DEVID_TRY(CheckPattern(rule->second, text, std::string(s.KindName()) + " name", name));
   }
   if (san_required && sans.empty()) {
     return MakeError(ErrorCode::kPolicy,

@@ -2,7 +2,10 @@
 // accepts and what the certificates it makes contain.
 #pragma once
 
+#include <map>
+#include <memory>
 #include <optional>
+#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,13 +17,22 @@
 
 namespace devid::ca {
 
+// A rule on a value: the whole value must match this ECMAScript regular expression.
+struct ValuePattern {
+  std::string source;
+  std::shared_ptr<const std::regex> regex;
+};
+
 struct CertificateProfile {
   std::string name;
   std::vector<crypto::KeyType> key_types;
-  std::vector<std::string> subject_required;  // attribute short names
-  std::vector<std::string> subject_allowed;   // attribute short names
+  std::vector<std::string> subject_required;             // attribute short names
+  std::vector<std::string> subject_allowed;              // attribute short names
+  std::map<std::string, ValuePattern> subject_patterns;  // attribute short name -> rule
   std::vector<crypto::GeneralName::Kind> san_allowed;
   bool san_required = false;
+  // kind -> rule; hardwareModuleName values read "OID:SERIALHEX"
+  std::map<crypto::GeneralName::Kind, ValuePattern> san_patterns;
   int validity_days = 365;
   int max_validity_days = 365;
   std::vector<crypto::KeyUsageBit> key_usage;

@@ -302,3 +302,63 @@ TEST_F(CaTest, CaTemplatesCannotBeUsedForIssuance) {
 
 }  // namespace
 }  // namespace devid::ca
+
+namespace devid::ca {
+namespace {
+
+TEST_F(CaTest, TemplatePatternsRuleOnValues) {
+  std::ofstream(dir_ / "templates" / "fleet.json") << R"({"name":"fleet","key_types":["P-256"],
+             "subject":{"required":["CN"],"allowed":["CN","O"],"patterns":{"CN":"device-[0-9]{4}","O":"Acme"}},
+             "san":{"allowed":["uri","hardwareModuleName"],
+                    "patterns":{"uri":"urn:acme:device:[0-9]{4}","hardwareModuleName":"1\\.3\\.6\\.1\\.4\\.1\\.99999\\.1:[0-9A-F]+"}},
+             "validity_days":30,"key_usage":["digitalSignature"],"extended_key_usage":["clientAuth"]})";
+  auto p = hierarchy_->FindProfile("fleet");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  auto round_trip = CertificateProfile::FromJson(p->ToJson());
+  ASSERT_TRUE(round_trip.ok());
+  EXPECT_EQ(round_trip->subject_patterns.at("CN").source, "device-[0-9]{4}");
+  auto ica = hierarchy_->Unlock("acme", "devices").value();
+  EXPECT_TRUE(ica.Issue(*p, Csr("CN=device-0001,O=Acme")).ok());
+  EXPECT_EQ(ica.Issue(*p, Csr("CN=device-1,O=Acme")).error().code, ErrorCode::kPolicy);
+  EXPECT_EQ(ica.Issue(*p, Csr("CN=device-0002,O=Evil")).error().code, ErrorCode::kPolicy);
+  EXPECT_TRUE(
+      ica.Issue(*p, Csr("CN=device-0003", KeyType::kEcP256,
+                        {*GeneralName::Parse("uri:urn:acme:device:0003"),
+                         *GeneralName::Parse("hardwareModuleName:1.3.6.1.4.1.99999.1:0A0B")}))
+          .ok());
+  EXPECT_EQ(ica.Issue(*p, Csr("CN=device-0004", KeyType::kEcP256,
+                              {*GeneralName::Parse("uri:urn:evil:0004")}))
+                .error()
+                .code,
+            ErrorCode::kPolicy);
+  EXPECT_EQ(ica.Issue(*p, Csr("CN=device-0005", KeyType::kEcP256,
+                              {*GeneralName::Parse("hardwareModuleName:1.3.6.1.4.1.66666.1:0A")}))
+                .error()
+                .code,
+            ErrorCode::kPolicy);
+  // Patterns for kinds or attributes the template does not allow, and bad regexes, are refused.
+  EXPECT_FALSE(
+      CertificateProfile::FromJson(
+          R"({"name":"x","key_types":["P-256"],"subject":{"required":["CN"],"allowed":["CN"],"patterns":{"O":"a"}},"validity_days":1,"key_usage":["digitalSignature"]})")
+          .ok());
+  EXPECT_FALSE(
+      CertificateProfile::FromJson(
+          R"({"name":"x","key_types":["P-256"],"subject":{"required":["CN"],"allowed":["CN"],"patterns":{"CN":"("}},"validity_days":1,"key_usage":["digitalSignature"]})")
+          .ok());
+}
+
+TEST_F(CaTest, ServerTemplateRefusesWildcardDnsNames) {
+  auto ica = hierarchy_->Unlock("acme", "devices").value();
+  auto server = *hierarchy_->FindProfile("server");
+  EXPECT_TRUE(
+      ica.Issue(server, Csr("CN=api", KeyType::kEcP256, {*GeneralName::Parse("dns:api.acme.test")}))
+          .ok());
+  EXPECT_EQ(
+      ica.Issue(server, Csr("CN=any", KeyType::kEcP256, {*GeneralName::Parse("dns:*.acme.test")}))
+          .error()
+          .code,
+      ErrorCode::kPolicy);
+}
+
+}  // namespace
+}  // namespace devid::ca
