@@ -313,17 +313,15 @@ Status CertificateBuilder::AddCrlDistributionPoint(const std::string& url) {
   DEVID_ASSIGN_OR_RETURN(UniquePtr<GENERAL_NAMES> names,
                          ToGeneralNames({{GeneralName::Kind::kUri, url, {}}}));
   UniquePtr<CRL_DIST_POINTS> dps(sk_DIST_POINT_new_null());
-  DIST_POINT* dp = DIST_POINT_new();
-  DIST_POINT_NAME* dpn = DIST_POINT_NAME_new();
-  if (!dps || dp == nullptr || dpn == nullptr || sk_DIST_POINT_push(dps.get(), dp) == 0) {
-    DIST_POINT_free(dp);
-    DIST_POINT_NAME_free(dpn);
-    return OpenSslError("allocating cRLDistributionPoints");
-  }
-  // Owned by dps from here.
-  dp->distpoint = dpn;
+  UniquePtr<DIST_POINT> dp(DIST_POINT_new());
+  UniquePtr<DIST_POINT_NAME> dpn(DIST_POINT_NAME_new());
+  if (!dps || !dp || !dpn) return OpenSslError("allocating cRLDistributionPoints");
   dpn->type = 0;  // fullName
   dpn->name.fullname = names.release();
+  dp->distpoint = dpn.release();
+  if (sk_DIST_POINT_push(dps.get(), dp.get()) == 0)
+    return OpenSslError("building cRLDistributionPoints");
+  dp.release();  // owned by dps
   return AddExtension(NID_crl_distribution_points, false, dps.get());
 }
 
@@ -331,16 +329,16 @@ Status CertificateBuilder::AddOcspResponder(const std::string& url) {
   DEVID_ASSIGN_OR_RETURN(UniquePtr<GENERAL_NAMES> names,
                          ToGeneralNames({{GeneralName::Kind::kUri, url, {}}}));
   UniquePtr<AUTHORITY_INFO_ACCESS> aia(sk_ACCESS_DESCRIPTION_new_null());
-  ACCESS_DESCRIPTION* ad = ACCESS_DESCRIPTION_new();
-  if (!aia || ad == nullptr || sk_ACCESS_DESCRIPTION_push(aia.get(), ad) == 0) {
-    ACCESS_DESCRIPTION_free(ad);
-    return OpenSslError("allocating authorityInfoAccess");
-  }
-  // Owned by aia from here.
-  ASN1_OBJECT_free(ad->method);
+  UniquePtr<ACCESS_DESCRIPTION> ad(ACCESS_DESCRIPTION_new());
+  if (!aia || !ad) return OpenSslError("allocating authorityInfoAccess");
+  // Replace the empty defaults ACCESS_DESCRIPTION_new made.
+  UniquePtr<ASN1_OBJECT> old_method(ad->method);
+  UniquePtr<GENERAL_NAME> old_location(ad->location);
   ad->method = OBJ_nid2obj(NID_ad_OCSP);
-  GENERAL_NAME_free(ad->location);
   ad->location = sk_GENERAL_NAME_pop(names.get());
+  if (sk_ACCESS_DESCRIPTION_push(aia.get(), ad.get()) == 0)
+    return OpenSslError("building authorityInfoAccess");
+  ad.release();  // owned by aia
   return AddExtension(NID_info_access, false, aia.get());
 }
 
