@@ -66,6 +66,13 @@ Status WriteAll(int fd, ByteView data, const std::string& path) {
 }  // namespace
 
 Status WriteFileAtomic(const std::string& requested, ByteView data, unsigned mode) {
+  return WriteFileAtomic(requested, data, mode, CrashPoint());
+}
+
+Status WriteFileAtomic(const std::string& requested, ByteView data, unsigned mode,
+                       const CrashPoint& crash_point) {
+  auto power_cut = [&](int step) { return crash_point && !crash_point(step); };
+  const Error cut = MakeError(ErrorCode::kIo, "simulated power loss while writing " + requested);
   std::string path = requested;
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
@@ -92,9 +99,20 @@ Status WriteFileAtomic(const std::string& requested, ByteView data, unsigned mod
     ::unlink(tmp.c_str());
     return e;
   };
+  // A simulated power cut leaves the temporary file behind, as a real one would.
+  auto cut_here = [&] {
+    ::close(fd);
+    return cut;
+  };
+  if (power_cut(1)) return cut_here();
   if (::fchmod(fd, mode) != 0) return fail("cannot set mode of");
-  if (!WriteAll(fd, data, path).ok()) return fail("cannot write");
+  size_t half = data.size() / 2;
+  if (!WriteAll(fd, data.first(half), path).ok()) return fail("cannot write");
+  if (power_cut(2)) return cut_here();
+  if (!WriteAll(fd, data.subspan(half), path).ok()) return fail("cannot write");
+  if (power_cut(3)) return cut_here();
   if (::fsync(fd) != 0) return fail("cannot fsync");
+  if (power_cut(4)) return cut_here();
   if (::close(fd) != 0) {
     Error e = IoError("cannot close", path);
     ::unlink(tmp.c_str());
@@ -105,6 +123,7 @@ Status WriteFileAtomic(const std::string& requested, ByteView data, unsigned mod
     ::unlink(tmp.c_str());
     return e;
   }
+  if (power_cut(5)) return cut;
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);

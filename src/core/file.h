@@ -1,6 +1,7 @@
 // Whole-file reads and atomic writes.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "core/bytes.h"
@@ -16,5 +17,13 @@ Result<Bytes> ReadFile(const std::string& path, size_t max_size = 16 * 1024 * 10
 // A symbolic link is followed (the file it names is replaced, the link stays);
 // a device or pipe (e.g. /dev/stdout) is written in place.
 Status WriteFileAtomic(const std::string& path, ByteView data, unsigned mode = 0644);
+
+// Power-loss testing: called before each step of an atomic write (1: temporary
+// file created, 2: half the bytes written, 3: all written, 4: fsynced,
+// 5: renamed into place); returning false stops the write right there, leaving
+// the files as a power cut would, and the call fails with kIo.
+using CrashPoint = std::function<bool(int step)>;
+Status WriteFileAtomic(const std::string& path, ByteView data, unsigned mode,
+                       const CrashPoint& crash_point);
 
 }  // namespace devid

@@ -22,6 +22,8 @@ const char* ErrorCodeName(ErrorCode code) {
       return "auth";
     case ErrorCode::kIo:
       return "io";
+    case ErrorCode::kTamper:
+      return "tamper";
     case ErrorCode::kInternal:
       return "internal";
   }

@@ -19,6 +19,7 @@ enum class ErrorCode {
   kStorage,        // the store failed
   kAuth,           // wrong passphrase, missing credentials
   kIo,             // files
+  kTamper,         // stored state fails its integrity check (modified, truncated, rolled back)
   kInternal,       // a bug
 };
 

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <string>
+
 #include <string_view>
+#include "core/bytes.h"
 
 namespace devid {
 
@@ -46,6 +48,37 @@ class SecretString {
     value_.clear();
   }
   std::string value_;
+};
+
+// Key bytes that zero themselves when they go away (move-only).
+class SecretBytes {
+ public:
+  SecretBytes() = default;
+  explicit SecretBytes(ByteView value) : value_(value.begin(), value.end()) {}
+  SecretBytes(const SecretBytes&) = delete;
+  SecretBytes& operator=(const SecretBytes&) = delete;
+  SecretBytes(SecretBytes&& other) noexcept : value_(std::move(other.value_)) {
+    other.value_.clear();
+  }
+  SecretBytes& operator=(SecretBytes&& other) noexcept {
+    if (this != &other) {
+      Wipe();
+      value_ = std::move(other.value_);  // vector moves its buffer: nothing is left behind
+      other.value_.clear();
+    }
+    return *this;
+  }
+  ~SecretBytes() { Wipe(); }
+
+  ByteView view() const { return value_; }
+  size_t size() const { return value_.size(); }
+
+ private:
+  void Wipe() {
+    SecureZero(value_.data(), value_.size());
+    value_.clear();
+  }
+  Bytes value_;
 };
 
 }  // namespace devid

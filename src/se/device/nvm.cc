@@ -1,0 +1,136 @@
+#include "se/device/nvm.h"
+
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "crypto/aead.h"
+#include "crypto/key.h"
+
+namespace devid::se {
+
+namespace {
+
+constexpr char kImageMagic[4] = {'D', 'V', 'I', 'M'};
+constexpr char kFuseMagic[4] = {'D', 'V', 'F', 'U'};
+constexpr uint8_t kFormat = 1;
+constexpr size_t kHeaderSize = 4 + 1 + 8;  // magic, format, version: the AEAD's associated data
+constexpr size_t kFuseBody = 4 + 1 + crypto::kAesGcmKeySize + 8;
+constexpr size_t kFuseSize = kFuseBody + 32;  // + SHA-256 of the body (corruption check)
+
+std::string FusePath(const std::string& image) { return image + ".fuse"; }
+
+void PutU64(Bytes& out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+uint64_t GetU64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
+  return v;
+}
+
+Error Tamper(const std::string& why) {
+  return MakeError(ErrorCode::kTamper, "NVM tamper detected: " + why);
+}
+
+bool Exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+Result<NvmImage> NvmImage::Create(const std::string& image_path, ByteView initial,
+                                  CrashPoint crash_point) {
+  if (Exists(image_path) || Exists(FusePath(image_path))) {
+    return MakeError(ErrorCode::kAlreadyExists, "chip image " + image_path + " already exists");
+  }
+  DEVID_ASSIGN_OR_RETURN(Bytes key, crypto::RandomBytes(crypto::kAesGcmKeySize));
+  NvmImage nvm(image_path, SecretBytes(key), 0, std::move(crash_point));
+  SecureZero(key.data(), key.size());
+  DEVID_TRY(nvm.WriteFuse(0, 0));
+  DEVID_TRY(nvm.Save(initial));
+  return nvm;
+}
+
+Result<NvmImage> NvmImage::Open(const std::string& image_path, CrashPoint crash_point) {
+  auto fuse = ReadFile(FusePath(image_path), 4096);
+  if (!fuse.ok()) {
+    if (!Exists(image_path))
+      return MakeError(ErrorCode::kNotFound, "no chip image at " + image_path);
+    return Tamper("the chip's fuse file " + FusePath(image_path) + " is missing or unreadable");
+  }
+  Bytes& f = *fuse;
+  if (f.size() != kFuseSize || std::memcmp(f.data(), kFuseMagic, 4) != 0 || f[4] != kFormat ||
+      crypto::Sha256(ByteView(f).first(kFuseBody)) != Bytes(f.begin() + kFuseBody, f.end())) {
+    return Tamper("the chip's fuse file is damaged");
+  }
+  SecretBytes key(ByteView(f).subspan(5, crypto::kAesGcmKeySize));
+  uint64_t committed = GetU64(f.data() + 5 + crypto::kAesGcmKeySize);
+  SecureZero(f.data(), f.size());
+  return NvmImage(image_path, std::move(key), committed, std::move(crash_point));
+}
+
+Status NvmImage::WriteFuse(uint64_t counter, int step_offset) {
+  Bytes body(kFuseMagic, kFuseMagic + 4);
+  body.push_back(kFormat);
+  body.insert(body.end(), key_.view().begin(), key_.view().end());
+  PutU64(body, counter);
+  Bytes digest = crypto::Sha256(body);
+  body.insert(body.end(), digest.begin(), digest.end());
+  CrashPoint shifted;
+  if (crash_point_) shifted = [&](int step) { return crash_point_(step + step_offset); };
+  Status s = WriteFileAtomic(FusePath(image_path_), body, 0600, shifted);
+  SecureZero(body.data(), body.size());
+  return s;
+}
+
+Result<Bytes> NvmImage::Load() {
+  auto read = ReadFile(image_path_, 64 * 1024 * 1024);
+  if (!read.ok()) return Tamper("the image cannot be read (" + read.error().message + ")");
+  const Bytes& image = *read;
+  if (image.size() < kHeaderSize + crypto::kAesGcmNonceSize + crypto::kAesGcmTagSize) {
+    return Tamper("the image is truncated");
+  }
+  if (std::memcmp(image.data(), kImageMagic, 4) != 0 || image[4] != kFormat) {
+    return Tamper("the image header is not a devid chip image");
+  }
+  uint64_t version = GetU64(image.data() + 5);
+  ByteView all(image);
+  auto plain = crypto::AesGcmOpen(key_.view(), all.subspan(kHeaderSize, crypto::kAesGcmNonceSize),
+                                  all.first(kHeaderSize),
+                                  all.subspan(kHeaderSize + crypto::kAesGcmNonceSize));
+  if (!plain.ok())
+    return Tamper("the image fails its integrity check (modified, or sealed by another chip)");
+  if (version < committed_) {
+    return Tamper("the image is version " + std::to_string(version) +
+                  " but the chip committed version " + std::to_string(committed_) +
+                  " (rolled back)");
+  }
+  if (version > committed_) {
+    // A save was cut between the image and the counter: the image is
+    // authentic and newer, so the counter catches up.
+    DEVID_TRY(WriteFuse(version, 5));
+    committed_ = version;
+  }
+  version_ = version;
+  return plain;
+}
+
+Status NvmImage::Save(ByteView plaintext) {
+  uint64_t next = std::max(version_, committed_) + 1;
+  Bytes image(kImageMagic, kImageMagic + 4);
+  image.push_back(kFormat);
+  PutU64(image, next);
+  DEVID_ASSIGN_OR_RETURN(Bytes nonce, crypto::RandomBytes(crypto::kAesGcmNonceSize));
+  DEVID_ASSIGN_OR_RETURN(Bytes sealed, crypto::AesGcmSeal(key_.view(), nonce, image, plaintext));
+  image.insert(image.end(), nonce.begin(), nonce.end());
+  image.insert(image.end(), sealed.begin(), sealed.end());
+  DEVID_TRY(WriteFileAtomic(image_path_, image, 0600, crash_point_));
+  version_ = next;
+  DEVID_TRY(WriteFuse(next, 5));
+  committed_ = next;
+  return {};
+}
+
+}  // namespace devid::se

@@ -1,0 +1,134 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/file.h"
+#include "se/device/nvm.h"
+
+namespace devid::se {
+namespace {
+
+class NvmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("devid-nvm-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    path_ = (dir_ / "chip.img").string();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  Bytes ReadImage() { return *ReadFile(path_); }
+  void WriteImage(const Bytes& b) { ASSERT_TRUE(WriteFileAtomic(path_, b).ok()); }
+  ErrorCode LoadError() {
+    auto nvm = NvmImage::Open(path_);
+    if (!nvm.ok()) return nvm.error().code;
+    auto r = nvm->Load();
+    return r.ok() ? ErrorCode::kInternal : r.error().code;
+  }
+
+  std::filesystem::path dir_;
+  std::string path_;
+};
+
+TEST_F(NvmTest, SaveAndLoadRoundTripWithIncreasingVersions) {
+  auto nvm = NvmImage::Create(path_, AsBytes("state-1"));
+  ASSERT_TRUE(nvm.ok()) << nvm.error().message;
+  EXPECT_EQ(nvm->version(), 1u);
+  ASSERT_TRUE(nvm->Save(AsBytes("state-2")).ok());
+  auto again = NvmImage::Open(path_);
+  ASSERT_TRUE(again.ok());
+  auto state = again->Load();
+  ASSERT_TRUE(state.ok()) << state.error().message;
+  EXPECT_EQ(AsString(*state), "state-2");
+  EXPECT_EQ(again->version(), 2u);
+  // The image is encrypted: the plaintext does not appear in the file.
+  Bytes raw = ReadImage();
+  EXPECT_EQ(std::search(raw.begin(), raw.end(), std::begin("state-2"), std::end("state-2") - 1),
+            raw.end());
+  EXPECT_EQ(NvmImage::Create(path_, AsBytes("x")).error().code, ErrorCode::kAlreadyExists);
+}
+
+TEST_F(NvmTest, AnyFlippedByteIsTamper) {
+  ASSERT_TRUE(NvmImage::Create(path_, AsBytes("a secret key slot and some files")).ok());
+  const Bytes original = ReadImage();
+  for (size_t i = 0; i < original.size(); ++i) {
+    Bytes bad = original;
+    bad[i] ^= 0x01;
+    WriteImage(bad);
+    EXPECT_EQ(LoadError(), ErrorCode::kTamper) << "byte " << i;
+  }
+}
+
+TEST_F(NvmTest, TruncationIsTamper) {
+  ASSERT_TRUE(NvmImage::Create(path_, AsBytes("state")).ok());
+  const Bytes original = ReadImage();
+  for (size_t n : {size_t{0}, size_t{3}, size_t{13}, original.size() / 2, original.size() - 1}) {
+    WriteImage(Bytes(original.begin(), original.begin() + static_cast<long>(n)));
+    EXPECT_EQ(LoadError(), ErrorCode::kTamper) << n << " bytes";
+  }
+  std::filesystem::remove(path_);
+  EXPECT_EQ(LoadError(), ErrorCode::kTamper);
+}
+
+TEST_F(NvmTest, RollbackToAnOlderImageIsTamper) {
+  auto nvm = NvmImage::Create(path_, AsBytes("v1"));
+  ASSERT_TRUE(nvm.ok());
+  Bytes v1 = ReadImage();
+  ASSERT_TRUE(nvm->Save(AsBytes("v2")).ok());
+  WriteImage(v1);
+  auto reopened = NvmImage::Open(path_);
+  ASSERT_TRUE(reopened.ok());
+  auto r = reopened->Load();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kTamper);
+  EXPECT_NE(r.error().message.find("rolled back"), std::string::npos);
+}
+
+TEST_F(NvmTest, ImageFromAnotherChipIsTamper) {
+  std::string other = (dir_ / "other.img").string();
+  ASSERT_TRUE(NvmImage::Create(path_, AsBytes("mine")).ok());
+  ASSERT_TRUE(NvmImage::Create(other, AsBytes("theirs")).ok());
+  WriteImage(*ReadFile(other));
+  EXPECT_EQ(LoadError(), ErrorCode::kTamper);
+}
+
+TEST_F(NvmTest, DamagedFuseFileIsTamper) {
+  ASSERT_TRUE(NvmImage::Create(path_, AsBytes("state")).ok());
+  Bytes fuse = *ReadFile(path_ + ".fuse");
+  fuse[10] ^= 0x80;
+  ASSERT_TRUE(WriteFileAtomic(path_ + ".fuse", fuse).ok());
+  EXPECT_EQ(NvmImage::Open(path_).error().code, ErrorCode::kTamper);
+}
+
+// A power cut at every step of a save leaves the old or the new state, never a broken one.
+TEST_F(NvmTest, PowerLossAtEveryStepLeavesOldOrNewState) {
+  for (int cut = 1; cut <= 10; ++cut) {
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto nvm = NvmImage::Create(path_, AsBytes("old"));
+    ASSERT_TRUE(nvm.ok());
+    auto cutting = NvmImage::Open(path_, [cut](int step) { return step != cut; });
+    ASSERT_TRUE(cutting.ok());
+    ASSERT_TRUE(cutting->Load().ok());
+    Status saved = cutting->Save(AsBytes("new"));
+    EXPECT_FALSE(saved.ok()) << "cut " << cut;
+    // "Reboot": a fresh open must find a consistent state.
+    auto after = NvmImage::Open(path_);
+    ASSERT_TRUE(after.ok()) << "cut " << cut << ": " << after.error().message;
+    auto state = after->Load();
+    ASSERT_TRUE(state.ok()) << "cut " << cut << ": " << state.error().message;
+    std::string s(AsString(*state));
+    // Steps 1-4 happen before the image is renamed into place (old state);
+    // from step 5 on the new image is in place (new state).
+    EXPECT_EQ(s, cut <= 4 ? "old" : "new") << "cut " << cut;
+    // And the chip keeps working: the next save and load succeed.
+    ASSERT_TRUE(after->Save(AsBytes("next")).ok());
+    EXPECT_EQ(AsString(*NvmImage::Open(path_)->Load()), "next");
+  }
+}
+
+}  // namespace
+}  // namespace devid::se
