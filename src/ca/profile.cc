@@ -29,7 +29,8 @@ constexpr std::string_view kBuiltins[] = {
         "validity_days": 1095, "max_validity_days": 7300,
         "key_usage": ["digitalSignature", "keyAgreement"], "extended_key_usage": ["clientAuth"]})",
     R"({"name": "server", "key_types": ["P-256", "P-384", "RSA-3072"],
-        "subject": {"required": ["CN"], "allowed": ["CN", "O", "OU", "C", "ST", "L"]},
+        "subject": {"required": ["CN"], "allowed": ["CN", "O", "OU", "C", "ST", "L"],
+                    "patterns": {"CN": "([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"}},
         "san": {"allowed": ["dns", "ip", "uri"], "required": true,
                 "patterns": {"dns": "([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"}},
         "validity_days": 397, "max_validity_days": 825,
@@ -53,9 +54,40 @@ Result<GeneralName::Kind> ParseSanKind(const std::string& s) {
 // Values longer than this are refused before any pattern runs (bounded regex work).
 constexpr size_t kMaxPatternInput = 1024;
 
+// Operators write patterns; requests are matched against them. libstdc++'s
+// default matcher backtracks without limit and recurses per character, so
+// patterns are compiled for its polynomial (non-backtracking) matcher, which
+// also refuses back-references, and their size and group nesting are bounded
+// (the compiler recurses per nesting level).
+constexpr size_t kMaxPatternSource = 512;
+constexpr int kMaxPatternNesting = 16;
+
 Result<ValuePattern> CompilePattern(const std::string& source, const std::string& profile) {
+  if (source.size() > kMaxPatternSource) {
+    return Invalid(profile,
+                   "patterns are limited to " + std::to_string(kMaxPatternSource) + " characters");
+  }
+  int depth = 0;
+  int deepest = 0;
+  for (size_t i = 0; i < source.size(); ++i) {
+    if (source[i] == '\\') {
+      ++i;
+    } else if (source[i] == '(') {
+      deepest = std::max(deepest, ++depth);
+    } else if (source[i] == ')') {
+      --depth;
+    }
+  }
+  if (deepest > kMaxPatternNesting) {
+    return Invalid(profile, "patterns may nest groups at most " +
+                                std::to_string(kMaxPatternNesting) + " deep");
+  }
   try {
-    return ValuePattern{source, std::make_shared<const std::regex>(source, std::regex::ECMAScript)};
+    auto flags = std::regex::ECMAScript;
+#ifdef __GLIBCXX__
+    flags |= std::regex_constants::__polynomial;
+#endif
+    return ValuePattern{source, std::make_shared<const std::regex>(source, flags)};
   } catch (const std::regex_error&) {
     return Invalid(profile, "pattern '" + source + "' is not a valid regular expression");
   }

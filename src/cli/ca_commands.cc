@@ -1,4 +1,7 @@
 // `devid ca …`: flags in, library calls, one line of error out.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -36,9 +39,16 @@ Result<std::unique_ptr<store::Store>> OpenHomeStore(const GlobalOptions& g) {
   if (ec || st.type() != fs::file_type::directory) {
     return MakeError(ErrorCode::kIo, "home " + home + " is not a directory");
   }
-  if ((st.permissions() & (fs::perms::group_write | fs::perms::others_write)) != fs::perms::none) {
+  // Owned by us and closed to everyone else: then the database (and its WAL),
+  // which SQLite creates with whatever mode the first writer had, and the
+  // templates folder are out of others' reach whatever their own modes.
+  struct stat owner {};
+  if (::stat(home.c_str(), &owner) != 0 || owner.st_uid != ::geteuid()) {
+    return MakeError(ErrorCode::kIo, "home " + home + " is not owned by the user running devid");
+  }
+  if ((st.permissions() & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
     return MakeError(ErrorCode::kIo,
-                     "home " + home + " is writable by group or others; chmod 700 it first");
+                     "home " + home + " is open to group or others; chmod 700 it first");
   }
   return store::OpenStore("sqlite:" + home + "/devid.db");
 }
@@ -74,11 +84,35 @@ Result<ca::KeyProtection> ResolveProtection(const GlobalOptions& g) {
                    "or choose --no-passphrase explicitly");
 }
 
+// Subjects and error messages can carry bytes from CSRs: C0 and C1 control
+// characters are shown as \\xNN, never sent to the terminal.
+std::string Printable(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    auto next = i + 1 < s.size() ? static_cast<unsigned char>(s[i + 1]) : 0;
+    bool c1 = c == 0xC2 && next >= 0x80 && next <= 0x9F;  // U+0080..U+009F in UTF-8
+    if (c < 0x20 || c == 0x7F || c1) {
+      char buf[16];
+      if (c1) {
+        std::snprintf(buf, sizeof buf, "\\x%02X\\x%02X", c, next);
+        ++i;
+      } else {
+        std::snprintf(buf, sizeof buf, "\\x%02X", c);
+      }
+      out += buf;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
 // Runs a command body; an error becomes one line on stderr and exit code 1.
 void Run(GlobalOptions& g, const std::function<Status()>& body) {
   Status s = body();
   if (!s.ok()) {
-    std::cerr << "devid: error: " << s.error().message << "\n";
+    std::cerr << "devid: error: " << Printable(s.error().message) << "\n";
     g.exit_code = 1;
   }
 }
@@ -100,26 +134,22 @@ Result<Context> Open(const GlobalOptions& g, bool needs_keys) {
   return c;
 }
 
+// "-" is standard output; anything else a file written atomically.
 Status WriteOutput(const std::string& path, const std::string& pem, const Bytes& der,
                    const std::string& format) {
-  if (format == "der") return WriteFileAtomic(path, der);
-  return WriteFileAtomic(path, AsBytes(pem));
+  ByteView data = format == "der" ? ByteView(der) : AsBytes(pem);
+  if (path == "-") {
+    std::cout.write(reinterpret_cast<const char*>(data.data()),
+                    static_cast<std::streamsize>(data.size()));
+    std::cout.flush();
+    if (!std::cout) return MakeError(ErrorCode::kIo, "cannot write to standard output");
+    return {};
+  }
+  return WriteFileAtomic(path, data);
 }
 
-// Subjects come from CSRs: control characters are shown as \xNN, never sent to the terminal.
-std::string Printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7F) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02X", c);
-      out += buf;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  return out;
-}
+// Messages go to stderr when stdout carries the output itself.
+std::ostream& Report(const std::string& out) { return out == "-" ? std::cerr : std::cout; }
 
 std::string StatusText(const store::CertificateRecord& r, int64_t now) {
   if (r.revocation) {
@@ -229,7 +259,10 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
                   "Template: device, server, or a <home>/templates/NAME.json of your own")
         ->required();
     c->add_option("--csr", o->csr, "PKCS#10 request file, PEM or DER")->required();
-    c->add_option("--out", o->out, "Where to write the certificate")->required();
+    c->add_option(
+         "--out", o->out,
+         "Where to write the certificate (- for standard output; the serial then goes to stderr)")
+        ->required();
     c->add_option("--format", o->format, "Output encoding")
         ->check(CLI::IsMember(kFormats))
         ->capture_default_str();
@@ -239,6 +272,7 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
                   "hardwareModuleName:OID:SERIALHEX (repeatable)");
     c->callback([o, &g] {
       Run(g, [&]() -> Status {
+        if (o->out != "-") DEVID_TRY(CheckOutputPath(o->out));
         DEVID_ASSIGN_OR_RETURN(Bytes csr_bytes, ReadFile(o->csr, 1 << 20));
         DEVID_ASSIGN_OR_RETURN(crypto::CertificateRequest csr,
                                crypto::CertificateRequest::Parse(csr_bytes));
@@ -259,7 +293,7 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
           return written.error().Context("certificate " + issued.record.serial_hex +
                                          " was issued and recorded, but writing it failed");
         }
-        std::cout << issued.record.serial_hex << "\n";
+        Report(o->out) << issued.record.serial_hex << "\n";
         return {};
       });
     });
@@ -305,21 +339,22 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
     CLI::App* c = ca->add_subcommand("crl", "Write a new, numbered full CRL of a CA");
     c->add_option("--org", o->org, "Organization name")->required();
     c->add_option("--ca", o->ca_name, "CA name (\"root\" for the root CA)")->required();
-    c->add_option("--out", o->out, "Where to write the CRL")->required();
+    c->add_option("--out", o->out, "Where to write the CRL (- for standard output)")->required();
     c->add_option("--format", o->format, "Output encoding")
         ->check(CLI::IsMember(kFormats))
         ->capture_default_str();
     c->add_option("--days", o->days, "Days until nextUpdate")->capture_default_str();
     c->callback([o, &g] {
       Run(g, [&]() -> Status {
+        if (o->out != "-") DEVID_TRY(CheckOutputPath(o->out));
         DEVID_ASSIGN_OR_RETURN(Context ctx, Open(g, true));
         DEVID_ASSIGN_OR_RETURN(ca::SigningCa signer, ctx.hierarchy->Unlock(o->org, o->ca_name));
         DEVID_ASSIGN_OR_RETURN(crypto::Crl crl, signer.MakeCrl(o->days));
         DEVID_ASSIGN_OR_RETURN(std::string pem, crl.ToPem());
         DEVID_ASSIGN_OR_RETURN(Bytes der, crl.ToDer());
         DEVID_TRY(WriteOutput(o->out, pem, der, o->format));
-        std::cout << "CRL number " << crl.NumberHex() << " with " << crl.revoked_count()
-                  << " entries written to " << o->out << "\n";
+        Report(o->out) << "CRL number " << crl.NumberHex() << " with " << crl.revoked_count()
+                       << " entries written to " << o->out << "\n";
         return {};
       });
     });
@@ -337,9 +372,10 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
     c->add_option("--org", o->org, "Organization name")->required();
     c->add_option("--ca", o->ca_name, "CA name (\"root\" for the root CA)")->required();
     c->add_flag("--chain", o->chain, "Append the issuers up to and including the root");
-    c->add_option("--out", o->out, "Where to write the PEM")->required();
+    c->add_option("--out", o->out, "Where to write the PEM (- for standard output)")->required();
     c->callback([o, &g] {
       Run(g, [&]() -> Status {
+        if (o->out != "-") DEVID_TRY(CheckOutputPath(o->out));
         DEVID_ASSIGN_OR_RETURN(Context ctx, Open(g, false));
         DEVID_ASSIGN_OR_RETURN(std::vector<crypto::Certificate> chain,
                                ctx.hierarchy->Chain(o->org, o->ca_name));
@@ -348,7 +384,7 @@ void AddCaCommands(CLI::App& app, GlobalOptions& g) {
           DEVID_ASSIGN_OR_RETURN(std::string one, chain[i].ToPem());
           pem += one;
         }
-        return WriteFileAtomic(o->out, AsBytes(pem));
+        return WriteOutput(o->out, pem, {}, "pem");
       });
     });
   }

@@ -65,6 +65,22 @@ Status WriteAll(int fd, ByteView data, const std::string& path) {
 }
 }  // namespace
 
+Status CheckOutputPath(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (S_ISLNK(st.st_mode))
+      return MakeError(ErrorCode::kIo, path + " is a symbolic link; give the file's real path");
+    if (S_ISDIR(st.st_mode)) return MakeError(ErrorCode::kIo, path + " is a directory");
+    return {};
+  }
+  std::filesystem::path p(path);
+  std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : ".";
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return MakeError(ErrorCode::kIo, "the folder of " + path + " does not exist");
+  }
+  return {};
+}
+
 Status WriteFileAtomic(const std::string& requested, ByteView data, unsigned mode) {
   return WriteFileAtomic(requested, data, mode, CrashPoint());
 }
@@ -73,20 +89,23 @@ Status WriteFileAtomic(const std::string& requested, ByteView data, unsigned mod
                        const CrashPoint& crash_point) {
   auto power_cut = [&](int step) { return crash_point && !crash_point(step); };
   const Error cut = MakeError(ErrorCode::kIo, "simulated power loss while writing " + requested);
-  std::string path = requested;
+  const std::string& path = requested;
   struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
-    std::error_code ec;
-    std::filesystem::path resolved = std::filesystem::canonical(path, ec);
-    if (!ec) path = resolved.string();
-  }
-  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-    if (S_ISDIR(st.st_mode)) return MakeError(ErrorCode::kIo, requested + " is a directory");
-    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return IoError("cannot open", requested);
-    Status s = WriteAll(fd, data, requested);
-    ::close(fd);
-    return s;
+  if (::lstat(path.c_str(), &st) == 0) {
+    // Following a link in user space would bypass the kernel's protections for
+    // links in shared folders (another user's link could redirect the write).
+    if (S_ISLNK(st.st_mode)) {
+      return MakeError(ErrorCode::kIo, path + " is a symbolic link; give the file's real path");
+    }
+    if (S_ISDIR(st.st_mode)) return MakeError(ErrorCode::kIo, path + " is a directory");
+    if (!S_ISREG(st.st_mode)) {
+      // A device or pipe is written in place; never block on a pipe without a reader.
+      int fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) return IoError("cannot open", path);
+      Status s = WriteAll(fd, data, path);
+      ::close(fd);
+      return s;
+    }
   }
   std::filesystem::path target(path);
   std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";

@@ -14,9 +14,13 @@ Result<Bytes> ReadFile(const std::string& path, size_t max_size = 16 * 1024 * 10
 
 // Writes to a temporary file in the same folder, fsyncs it, renames it over
 // `path` and fsyncs the folder, so readers see the old or the new content, never half.
-// A symbolic link is followed (the file it names is replaced, the link stays);
-// a device or pipe (e.g. /dev/stdout) is written in place.
+// A symbolic link is refused; a device or pipe is written in place (without
+// blocking on a pipe that has no reader).
 Status WriteFileAtomic(const std::string& path, ByteView data, unsigned mode = 0644);
+
+// Checks, before any work is done, that WriteFileAtomic could write `path`:
+// not a symbolic link, not a directory, and its folder exists.
+Status CheckOutputPath(const std::string& path);
 
 // Power-loss testing: called before each step of an atomic write (1: temporary
 // file created, 2: half the bytes written, 3: all written, 4: fsynced,

@@ -184,6 +184,95 @@ Result<std::string> PublicKey::ToPem() const {
 
 KeyAlgorithm PublicKey::algorithm() const { return DescribeKey(pkey_.get()); }
 
+Result<Bytes> PrivateKey::ToPkcs8Der() const {
+  UniquePtr<PKCS8_PRIV_KEY_INFO> p8(EVP_PKEY2PKCS8(pkey_.get()));
+  if (!p8) return OpenSslError("encoding the private key as PKCS#8");
+  return internal::EncodeDer(
+      "PKCS#8", [&](unsigned char** p) { return i2d_PKCS8_PRIV_KEY_INFO(p8.get(), p); });
+}
+
+Result<PrivateKey> PrivateKey::FromPkcs8Der(ByteView der) {
+  const unsigned char* p = der.data();
+  UniquePtr<PKCS8_PRIV_KEY_INFO> p8(
+      d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(der.size())));
+  if (!p8 || p != der.data() + der.size())
+    return OpenSslError("parsing PKCS#8", ErrorCode::kInvalidInput);
+  UniquePtr<EVP_PKEY> key(EVP_PKCS82PKEY(p8.get()));
+  if (!key) return OpenSslError("decoding the PKCS#8 key", ErrorCode::kInvalidInput);
+  return PrivateKey(std::move(key));
+}
+
+Result<Bytes> PrivateKey::PublicPoint() const {
+  DEVID_ASSIGN_OR_RETURN(SubjectPublicKeyInfo spki, SubjectPublicKeyInfo::FromKey(pkey_.get()));
+  if (!spki.algorithm().type || *spki.algorithm().type == KeyType::kRsa3072) {
+    return MakeError(ErrorCode::kInvalidInput, "not an EC key");
+  }
+  return Bytes(spki.key_bits().begin(), spki.key_bits().end());
+}
+
+Result<PublicKey> EcPublicKeyFromPoint(KeyType curve, ByteView point) {
+  if (curve == KeyType::kRsa3072) return MakeError(ErrorCode::kInvalidInput, "not an EC curve");
+  // Build the SPKI the way a CSR would carry it and reuse its checked decode.
+  static constexpr uint8_t kP256[] = {0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48,
+                                      0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A,
+                                      0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07};
+  static constexpr uint8_t kP384[] = {0x30, 0x10, 0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D,
+                                      0x02, 0x01, 0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22};
+  ByteView alg = curve == KeyType::kEcP384 ? ByteView(kP384) : ByteView(kP256);
+  if (point.size() > 120) return MakeError(ErrorCode::kInvalidInput, "EC point too long");
+  Bytes bits = {0x03, static_cast<uint8_t>(point.size() + 1), 0x00};
+  bits.insert(bits.end(), point.begin(), point.end());
+  Bytes der = {0x30, static_cast<uint8_t>(alg.size() + bits.size())};
+  der.insert(der.end(), alg.begin(), alg.end());
+  der.insert(der.end(), bits.begin(), bits.end());
+  DEVID_ASSIGN_OR_RETURN(SubjectPublicKeyInfo spki, SubjectPublicKeyInfo::Parse(der));
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<EVP_PKEY> key, spki.Decode());
+  return PublicKey(std::move(key));
+}
+
+Result<Bytes> SignDigest(const PrivateKey& key, ByteView digest) {
+  UniquePtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+  size_t len = 0;
+  if (!ctx || EVP_PKEY_sign_init(ctx.get()) != 1 ||
+      EVP_PKEY_sign(ctx.get(), nullptr, &len, digest.data(), digest.size()) != 1) {
+    return OpenSslError("preparing an ECDSA signature");
+  }
+  Bytes sig(len);
+  if (EVP_PKEY_sign(ctx.get(), sig.data(), &len, digest.data(), digest.size()) != 1) {
+    return OpenSslError("signing the digest");
+  }
+  sig.resize(len);
+  return sig;
+}
+
+Status VerifyDigest(const EVP_PKEY* key, ByteView digest, ByteView der_signature) {
+  UniquePtr<EVP_PKEY_CTX> ctx(
+      EVP_PKEY_CTX_new_from_pkey(nullptr, const_cast<EVP_PKEY*>(key), nullptr));
+  if (!ctx || EVP_PKEY_verify_init(ctx.get()) != 1)
+    return OpenSslError("preparing signature verification");
+  int r = EVP_PKEY_verify(ctx.get(), der_signature.data(), der_signature.size(), digest.data(),
+                          digest.size());
+  if (r != 1) {
+    ClearOpenSslErrors();
+    return MakeError(ErrorCode::kVerification, "the signature does not verify");
+  }
+  return {};
+}
+
+Result<Bytes> DeriveSharedSecret(const PrivateKey& key, const EVP_PKEY* peer) {
+  UniquePtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+  size_t len = 0;
+  if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1 ||
+      EVP_PKEY_derive_set_peer(ctx.get(), const_cast<EVP_PKEY*>(peer)) != 1 ||
+      EVP_PKEY_derive(ctx.get(), nullptr, &len) != 1) {
+    return OpenSslError("preparing ECDH", ErrorCode::kInvalidInput);
+  }
+  Bytes secret(len);
+  if (EVP_PKEY_derive(ctx.get(), secret.data(), &len) != 1) return OpenSslError("ECDH");
+  secret.resize(len);
+  return secret;
+}
+
 Result<Signer> Signer::Create(const PrivateKey& key) {
   KeyAlgorithm alg = key.algorithm();
   if (!alg.type) return MakeError(ErrorCode::kPolicy, "cannot sign with a " + alg.name + " key");

@@ -61,9 +61,25 @@ class PrivateKey {
   KeyAlgorithm algorithm() const;
   EVP_PKEY* get() const { return pkey_.get(); }
 
+  // Unencrypted PKCS#8 DER, for storage that is itself sealed (the chip's NVM).
+  Result<Bytes> ToPkcs8Der() const;
+  static Result<PrivateKey> FromPkcs8Der(ByteView der);
+  // EC: the uncompressed public point (04 || X || Y).
+  Result<Bytes> PublicPoint() const;
+
  private:
   UniquePtr<EVP_PKEY> pkey_;
 };
+
+// An EC public key from its curve and uncompressed point (checked on the curve).
+Result<PublicKey> EcPublicKeyFromPoint(KeyType curve, ByteView point);
+
+// ECDSA over a digest the caller computed (the chip's SIGN): DER signature.
+Result<Bytes> SignDigest(const PrivateKey& key, ByteView digest);
+// kVerification when the signature does not match the digest.
+Status VerifyDigest(const EVP_PKEY* key, ByteView digest, ByteView der_signature);
+// ECDH (SP 800-56A): the shared secret, the x coordinate of the shared point.
+Result<Bytes> DeriveSharedSecret(const PrivateKey& key, const EVP_PKEY* peer);
 
 // A private key prepared for many signatures: the digest-sign context is set up
 // once and copied for each signature, which saves OpenSSL 3's per-call

@@ -188,13 +188,15 @@ Result<GeneralName> GeneralName::Parse(std::string_view text) {
                        "hardwareModuleName must be hardwareModuleName:OID:SERIALHEX");
     }
     gn.kind = Kind::kHardwareModuleName;
-    gn.value = std::string(rest.substr(0, sep));
-    UniquePtr<ASN1_OBJECT> oid(OBJ_txt2obj(gn.value.c_str(), 1));
+    std::string typed(rest.substr(0, sep));
+    UniquePtr<ASN1_OBJECT> oid(OBJ_txt2obj(typed.c_str(), 1));
     if (!oid) {
       ClearOpenSslErrors();
       return MakeError(ErrorCode::kInvalidInput,
-                       "hardwareModuleName hwType '" + gn.value + "' is not a dotted OID");
+                       "hardwareModuleName hwType '" + typed + "' is not a dotted OID");
     }
+    // The canonical dotted form, as it will be encoded (and as templates match it).
+    DEVID_ASSIGN_OR_RETURN(gn.value, internal::OidText(oid.get(), true));
     DEVID_ASSIGN_OR_RETURN(gn.hw_serial, HexDecode(rest.substr(sep + 1)));
   } else {
     return MakeError(ErrorCode::kInvalidInput,

@@ -178,6 +178,14 @@ Result<UniquePtr<EVP_PKEY>> SubjectPublicKeyInfo::Decode() const {
   const unsigned char* p = der.data();
   UniquePtr<EVP_PKEY> key(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
   if (!key) return OpenSslError("decoding the public key", ErrorCode::kInvalidInput);
+  // The key must be encoded exactly as its canonical DER (no trailing bytes
+  // inside the BIT STRING): one key, one SubjectPublicKeyInfo.
+  DEVID_ASSIGN_OR_RETURN(Bytes canonical,
+                         internal::EncodeDer("public key", [&](unsigned char** out) {
+                           return i2d_PUBKEY(key.get(), out);
+                         }));
+  if (canonical != der)
+    return MakeError(ErrorCode::kInvalidInput, "the public key is not in canonical DER");
   // RSA: OpenSSL's SP 800-56B public-key check (odd modulus and exponent, sizes)...
   UniquePtr<EVP_PKEY_CTX> check(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
   if (!check || EVP_PKEY_public_check(check.get()) != 1) {

@@ -261,7 +261,7 @@ check_help "devid ca list --help" ca list --help :: --org --ca --status
 # ===========================================================================
 # 1. Happy path, org "acme": P-256 root and issuing CA (passphrase from env)
 # ===========================================================================
-mkdir -p "$H"
+mkdir -p -m 700 "$H"
 CRL_PATTERN='http://crl.devid.test/{org}/{ca}.crl'
 devid_ok "acme: init-root P-256" ca init-root --org acme --subject "CN=Acme Root CA,O=Acme" \
   --crl-url "$CRL_PATTERN"
@@ -579,7 +579,7 @@ check_out "issue: the P-384 device verifies (openssl)" ': OK$' \
 # 3b. A --no-passphrase home, end to end
 # ===========================================================================
 H=$T/home-np
-mkdir -p "$H"
+mkdir -p -m 700 "$H"
 DV_ENV=(-u DEVID_PASSPHRASE)
 DV_GLOBAL=(--no-passphrase)
 devid_ok "no-passphrase: init-root" ca init-root --org plain --subject "CN=Plain Root,O=Plain"
@@ -639,18 +639,34 @@ new_csr sub.csr P-256 "/CN=sneaky sub-CA"
 expect_error "issue: a CA template cannot be used to issue from a CSR" 'init-ica' \
   ca issue --org acme --ca root --template ica --csr sub.csr --out "$T/err.pem"
 
-# --out through a symlink replaces the file it names and keeps the link; a device is written in place.
+# --out never follows a symbolic link (another user's link could redirect the
+# write); a device is written in place; "-" is standard output.
 new_csr link.csr P-256 "/CN=device-link"
-: >link-target.pem
-ln -s link-target.pem link.pem
-devid_ok "issue: --out through a symlink" ca issue --org acme --ca devices --template device --csr link.csr --out link.pem
-if [ -L link.pem ] && grep -q 'BEGIN CERTIFICATE' link-target.pem; then
-  pass "issue: the symlink stays and its target holds the certificate"
+echo precious >link-target.txt
+ln -s link-target.txt link.pem
+# (expect_error deletes an existing --out first, so this case is checked by hand.)
+state >"$T/.before"
+LINK_RC=0
+dv ca crl --org acme --ca devices --out link.pem >"$T/.out" 2>"$T/.err" || LINK_RC=$?
+state >"$T/.after"
+if ((LINK_RC != 0)) && grep -q '^devid: error: .*symbolic link' "$T/.err" && cmp -s "$T/.before" "$T/.after"; then
+  pass "crl: --out that is a symbolic link is refused before any change"
 else
-  fail "issue: the symlink stays and its target holds the certificate" "$(ls -l link.pem link-target.pem)"
+  fail "crl: --out that is a symbolic link is refused before any change" "exit $LINK_RC" "$(cat "$T/.err")"
+fi
+if [ -L link.pem ] && [ "$(cat link-target.txt)" = precious ]; then
+  pass "the link and the file it names are untouched"
+else
+  fail "the link and the file it names are untouched" "$(ls -l link.pem link-target.txt)"
 fi
 devid_ok "export to /dev/null (a device) works" ca export --org acme --ca root --out /dev/null
 if [ -c /dev/null ]; then pass "/dev/null is still a character device"; else fail "/dev/null is still a character device"; fi
+devid_ok "export --out - writes the PEM to standard output" ca export --org acme --ca root --out -
+check_text "standard output holds the root certificate" 'BEGIN CERTIFICATE' "$OUT"
+devid_ok "issue --out - writes the certificate to stdout" ca issue --org acme --ca devices --template device \
+  --csr link.csr --out -
+check_out "the certificate from stdout parses" 'subject=CN = device-link' bash -c 'openssl x509 -noout -subject <<<"$1"' _ "$OUT"
+check_text "the serial went to stderr" '^[0-9A-F]{32}$' "$ERR"
 
 # The home and database are private; a home others can write into is refused.
 # (SQLite's -wal and -shm files take the database file's mode.)
@@ -667,7 +683,9 @@ else
 fi
 mkdir -p "$T/shared-home" && chmod 777 "$T/shared-home"
 H=$T/shared-home
-expect_error "a world-writable home is refused" 'writable by group or others' ca list --org acme
+expect_error "a world-writable home is refused" 'group or others' ca list --org acme
+chmod 755 "$T/shared-home"
+expect_error "a world-readable home is refused (the database holds CA keys)" 'group or others' ca list --org acme
 H=$T/home
 
 # Control characters from a CSR subject never reach the terminal.

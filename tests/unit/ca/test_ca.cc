@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -358,6 +359,50 @@ TEST_F(CaTest, ServerTemplateRefusesWildcardDnsNames) {
           .error()
           .code,
       ErrorCode::kPolicy);
+}
+
+}  // namespace
+}  // namespace devid::ca
+
+namespace devid::ca {
+namespace {
+
+std::string TemplateWithCnPattern(const std::string& pattern) {
+  return R"({"name":"p","key_types":["P-256"],"subject":{"required":["CN"],"allowed":["CN"],"patterns":{"CN":")" +
+         pattern + R"("}},"validity_days":1,"key_usage":["digitalSignature"]})";
+}
+
+TEST_F(CaTest, CatastrophicPatternsRunInBoundedTime) {
+  // Exponential for a backtracking matcher; linear for the polynomial one devid uses.
+  auto p = CertificateProfile::FromJson(TemplateWithCnPattern("(a*)*b"));
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(p->CheckSubject(*DistinguishedName::Parse("CN=" + std::string(60, 'a'))).ok());
+  // Generous bound: a backtracking matcher takes hours on this input.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  // Back-references (not polynomial), deep nesting and huge patterns are refused when loading.
+  EXPECT_FALSE(CertificateProfile::FromJson(TemplateWithCnPattern("(a)\\\\1")).ok());
+  EXPECT_FALSE(CertificateProfile::FromJson(
+                   TemplateWithCnPattern(std::string(40, '(') + "a" + std::string(40, ')')))
+                   .ok());
+  EXPECT_FALSE(CertificateProfile::FromJson(TemplateWithCnPattern(std::string(600, 'a'))).ok());
+}
+
+TEST_F(CaTest, ServerTemplateRefusesWildcardCommonName) {
+  auto ica = hierarchy_->Unlock("acme", "devices").value();
+  auto server = *hierarchy_->FindProfile("server");
+  // OpenSSL's host check falls back to the CN when no DNS SAN is present.
+  auto r = ica.Issue(
+      server, Csr("CN=*.bank.example", KeyType::kEcP256, {*GeneralName::Parse("ip:192.0.2.1")}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kPolicy);
+}
+
+TEST(GeneralNames, HardwareModuleNameOidIsCanonical) {
+  auto gn = GeneralName::Parse("hardwareModuleName:1.3.6.1.4.1.099999.1:0a0b");
+  ASSERT_TRUE(gn.ok()) << gn.error().message;
+  EXPECT_EQ(gn->value, "1.3.6.1.4.1.99999.1");
+  EXPECT_EQ(gn->ToString(), "hardwareModuleName:1.3.6.1.4.1.99999.1:0A0B");
 }
 
 }  // namespace

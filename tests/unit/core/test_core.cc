@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <filesystem>
 
 #include "core/bytes.h"
@@ -81,7 +83,7 @@ TEST(Time, FormatsUtc) { EXPECT_EQ(FormatUtc(0), "1970-01-01T00:00:00Z"); }
 namespace devid {
 namespace {
 
-TEST(File, AtomicWriteFollowsSymlinksAndKeepsThem) {
+TEST(File, AtomicWriteRefusesSymlinksAndWritesDevicesInPlace) {
   auto dir =
       std::filesystem::temp_directory_path() / ("devid-core-link-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
@@ -89,12 +91,19 @@ TEST(File, AtomicWriteFollowsSymlinksAndKeepsThem) {
   std::filesystem::path link = dir / "link";
   ASSERT_TRUE(WriteFileAtomic(target.string(), AsBytes("old")).ok());
   std::filesystem::create_symlink(target, link);
-  ASSERT_TRUE(WriteFileAtomic(link.string(), AsBytes("new")).ok());
+  // Another user's link in a shared folder must not redirect the write.
+  auto r = WriteFileAtomic(link.string(), AsBytes("new"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("symbolic link"), std::string::npos);
+  EXPECT_EQ(AsString(*ReadFile(target.string())), "old");
   EXPECT_TRUE(std::filesystem::is_symlink(link));
-  EXPECT_EQ(AsString(*ReadFile(target.string())), "new");
   // A character device is written in place and stays a device.
   ASSERT_TRUE(WriteFileAtomic("/dev/null", AsBytes("x")).ok());
   EXPECT_TRUE(std::filesystem::is_character_file("/dev/null"));
+  // A pipe without a reader fails at once instead of blocking.
+  std::string fifo = (dir / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_FALSE(WriteFileAtomic(fifo, AsBytes("x")).ok());
   EXPECT_EQ(WriteFileAtomic(dir.string(), AsBytes("x")).error().code, ErrorCode::kIo);
   std::filesystem::remove_all(dir);
 }
