@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "core/time.h"
+#include "crypto/aead.h"
 #include "crypto/certificate.h"
 #include "crypto/crl.h"
 #include "crypto/csr.h"
@@ -324,6 +325,69 @@ TEST(Csr, RefusesNonMinimalDerLengths) {
   auto r = CertificateRequest::Parse(ber);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("non-DER"), std::string::npos) << r.error().message;
+}
+
+}  // namespace
+}  // namespace devid::crypto
+
+namespace devid::crypto {
+namespace {
+
+TEST(ChipPrimitives, DigestSignatureVerifiesAndTamperedOneDoesNot) {
+  for (KeyType t : {KeyType::kEcP256, KeyType::kEcP384}) {
+    PrivateKey k = Key(t);
+    Bytes digest = Sha256(AsBytes("message"));
+    auto sig = SignDigest(k, digest);
+    ASSERT_TRUE(sig.ok()) << sig.error().message;
+    auto pub = EcPublicKeyFromPoint(t, *k.PublicPoint());
+    ASSERT_TRUE(pub.ok()) << pub.error().message;
+    EXPECT_TRUE(VerifyDigest(pub->get(), digest, *sig).ok());
+    Bytes other = Sha256(AsBytes("other message"));
+    EXPECT_EQ(VerifyDigest(pub->get(), other, *sig).error().code, ErrorCode::kVerification);
+  }
+}
+
+TEST(ChipPrimitives, EcdhAgreesOnBothSides) {
+  PrivateKey a = Key();
+  PrivateKey b = Key();
+  auto a_pub = EcPublicKeyFromPoint(KeyType::kEcP256, *a.PublicPoint());
+  auto b_pub = EcPublicKeyFromPoint(KeyType::kEcP256, *b.PublicPoint());
+  auto ab = DeriveSharedSecret(a, b_pub->get());
+  auto ba = DeriveSharedSecret(b, a_pub->get());
+  ASSERT_TRUE(ab.ok() && ba.ok());
+  EXPECT_EQ(ab->size(), 32u);
+  EXPECT_EQ(*ab, *ba);
+  // A P-384 peer against a P-256 key is refused.
+  PrivateKey c = Key(KeyType::kEcP384);
+  auto c_pub = EcPublicKeyFromPoint(KeyType::kEcP384, *c.PublicPoint());
+  EXPECT_FALSE(DeriveSharedSecret(a, c_pub->get()).ok());
+}
+
+TEST(ChipPrimitives, Pkcs8DerRoundTripAndPointChecks) {
+  PrivateKey k = Key(KeyType::kEcP384);
+  auto der = k.ToPkcs8Der();
+  ASSERT_TRUE(der.ok());
+  auto back = PrivateKey::FromPkcs8Der(*der);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back->PublicPoint(), *k.PublicPoint());
+  Bytes truncated(der->begin(), der->end() - 1);
+  EXPECT_FALSE(PrivateKey::FromPkcs8Der(truncated).ok());
+  EXPECT_FALSE(EcPublicKeyFromPoint(KeyType::kEcP256, Bytes{0x00}).ok());
+  EXPECT_FALSE(EcPublicKeyFromPoint(KeyType::kEcP384, *Key().PublicPoint()).ok());  // wrong length
+}
+
+TEST(Aead, SealOpenAndTamper) {
+  Bytes key(32, 0x11);
+  Bytes nonce(12, 0x22);
+  auto sealed = AesGcmSeal(key, nonce, AsBytes("header"), AsBytes("secret"));
+  ASSERT_TRUE(sealed.ok());
+  EXPECT_EQ(AsString(*AesGcmOpen(key, nonce, AsBytes("header"), *sealed)), "secret");
+  EXPECT_EQ(AesGcmOpen(key, nonce, AsBytes("HEADER"), *sealed).error().code,
+            ErrorCode::kVerification);
+  Bytes bad = *sealed;
+  bad[0] ^= 1;
+  EXPECT_EQ(AesGcmOpen(key, nonce, AsBytes("header"), bad).error().code, ErrorCode::kVerification);
+  EXPECT_FALSE(AesGcmSeal(Bytes(16, 0), nonce, {}, {}).ok());
 }
 
 }  // namespace
