@@ -308,6 +308,10 @@ Bytes Sha256(ByteView data) {
   return out;
 }
 
+bool ConstantTimeEquals(ByteView a, ByteView b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
 bool LooksLikePem(ByteView data) {
   static constexpr std::string_view kBegin = "-----BEGIN";
   auto s = AsString(data);

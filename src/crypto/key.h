@@ -107,6 +107,9 @@ Result<Bytes> RandomBytes(size_t count);
 // SHA-256 of data.
 Bytes Sha256(ByteView data);
 
+// Compares secrets in time independent of where they differ (CRYPTO_memcmp).
+bool ConstantTimeEquals(ByteView a, ByteView b);
+
 // Whether a PEM or DER blob looks like PEM (starts with "-----BEGIN").
 bool LooksLikePem(ByteView data);
 

@@ -1,0 +1,535 @@
+#include "se/device/secure_element.h"
+
+#include <nlohmann/json.hpp>
+
+#include "crypto/aead.h"
+
+namespace devid::se {
+
+namespace {
+
+using nlohmann::json;
+constexpr uint8_t kFirmwareMajor = 1;
+constexpr uint8_t kFirmwareMinor = 0;
+constexpr size_t kSlotCost = 128;  // NVM bytes a persistent key slot takes
+constexpr uint16_t kStatusVerifyFailed = 0x6300;
+
+ApduResponse Sw(StatusWord sw) { return Reply(sw); }
+
+std::optional<crypto::KeyType> CurveFromByte(uint8_t b) {
+  if (b == 0x01) return crypto::KeyType::kEcP256;
+  if (b == 0x02) return crypto::KeyType::kEcP384;
+  return std::nullopt;
+}
+uint8_t CurveByte(crypto::KeyType t) { return t == crypto::KeyType::kEcP384 ? 0x02 : 0x01; }
+
+Bytes PinHash(ByteView salt, std::string_view pin) {
+  Bytes input(salt.begin(), salt.end());
+  input.insert(input.end(), pin.begin(), pin.end());
+  Bytes h = crypto::Sha256(input);
+  SecureZero(input.data(), input.size());
+  return h;
+}
+
+void PutU16(Bytes& out, size_t v) {
+  out.push_back(static_cast<uint8_t>(v >> 8));
+  out.push_back(static_cast<uint8_t>(v));
+}
+
+uint16_t FileId(const ApduCommand& c) { return static_cast<uint16_t>(c.p1 << 8 | c.p2); }
+
+}  // namespace
+
+Result<std::unique_ptr<SecureElement>> SecureElement::Create(const std::string& image,
+                                                             const std::string& serial,
+                                                             const SecretString& pin,
+                                                             std::unique_ptr<NoiseSource> noise) {
+  if (serial.empty() || serial.size() > 32)
+    return MakeError(ErrorCode::kInvalidInput, "chip serial must be 1-32 characters");
+  if (pin.reveal().size() < 4 || pin.reveal().size() > 16) {
+    return MakeError(ErrorCode::kInvalidInput, "the PIN must be 4-16 characters");
+  }
+  if (!noise) noise = std::make_unique<HostNoiseSource>();
+  DEVID_ASSIGN_OR_RETURN(ChipRng rng, ChipRng::Create(std::move(noise), kHostClaimedEntropy));
+  State state;
+  state.serial = serial;
+  DEVID_ASSIGN_OR_RETURN(state.pin_salt, rng.Generate(16));
+  state.pin_hash = PinHash(state.pin_salt, pin.reveal());
+  DEVID_ASSIGN_OR_RETURN(Bytes sealed, Serialize(state));
+  auto nvm = NvmImage::Create(image, sealed);
+  SecureZero(sealed.data(), sealed.size());
+  if (!nvm.ok()) return nvm.error();
+  std::unique_ptr<SecureElement> chip(
+      new SecureElement(std::move(nvm).value(), std::make_unique<ChipRng>(std::move(rng))));
+  chip->state_ = std::move(state);
+  return chip;
+}
+
+Result<std::unique_ptr<SecureElement>> SecureElement::Open(const std::string& image,
+                                                           std::unique_ptr<NoiseSource> noise) {
+  auto nvm = NvmImage::Open(image);
+  if (!nvm.ok() && nvm.error().code != ErrorCode::kTamper) return nvm.error();
+  if (!noise) noise = std::make_unique<HostNoiseSource>();
+  // A source that fails its start-up test leaves the chip without randomness:
+  // it still answers, but GET_RANDOM and key generation fail (6F01).
+  auto rng = ChipRng::Create(std::move(noise), kHostClaimedEntropy);
+  std::unique_ptr<ChipRng> rng_ptr =
+      rng.ok() ? std::make_unique<ChipRng>(std::move(rng).value()) : nullptr;
+  // A damaged fuse file leaves no chip key to even read the image with.
+  if (!nvm.ok()) return nvm.error();
+  std::unique_ptr<SecureElement> chip(
+      new SecureElement(std::move(nvm).value(), std::move(rng_ptr)));
+  auto loaded = chip->nvm_.Load();
+  if (!loaded.ok()) {
+    if (loaded.error().code != ErrorCode::kTamper) return loaded.error();
+    chip->tampered_ = true;
+    return chip;
+  }
+  auto state = Deserialize(*loaded);
+  SecureZero(loaded->data(), loaded->size());
+  if (!state.ok()) {
+    chip->tampered_ = true;  // authentic bytes that do not parse: treat as tamper
+    return chip;
+  }
+  chip->state_ = std::move(state).value();
+  return chip;
+}
+
+Result<Bytes> SecureElement::Serialize(const State& s) {
+  json j;
+  j["format"] = 1;
+  j["serial"] = s.serial;
+  j["lifecycle"] = static_cast<int>(s.lifecycle);
+  j["pin_salt"] = HexEncode(s.pin_salt);
+  j["pin_hash"] = HexEncode(s.pin_hash);
+  j["pin_tries"] = s.pin_tries;
+  j["slots"] = json::object();
+  for (const auto& [slot, k] : s.slots) {
+    j["slots"][std::to_string(slot)] = {
+        {"curve", CurveByte(k.curve)}, {"pin", k.needs_pin}, {"key", HexEncode(k.pkcs8.view())}};
+  }
+  j["files"] = json::object();
+  for (const auto& [id, f] : s.files) {
+    j["files"][std::to_string(id)] = {{"max", f.max_size},
+                                      {"read", f.read_ac},
+                                      {"write", f.write_ac},
+                                      {"data", HexEncode(f.data)}};
+  }
+  j["counters"] = json::object();
+  for (const auto& [id, v] : s.counters) j["counters"][std::to_string(id)] = v;
+  std::string text = j.dump();
+  Bytes out(text.begin(), text.end());
+  SecureZero(text.data(), text.size());
+  return out;
+}
+
+Result<SecureElement::State> SecureElement::Deserialize(ByteView bytes) {
+  json j = json::parse(AsString(bytes), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || j.value("format", 0) != 1) {
+    return MakeError(ErrorCode::kTamper, "chip state does not parse");
+  }
+  try {
+    State s;
+    s.serial = j.at("serial").get<std::string>();
+    int lc = j.at("lifecycle").get<int>();
+    if (lc < 1 || lc > 4) return MakeError(ErrorCode::kTamper, "bad lifecycle");
+    s.lifecycle = static_cast<Lifecycle>(lc);
+    // Fields that may be empty (a terminated chip has no PIN).
+    auto hex = [](const json& v) -> Result<Bytes> {
+      std::string text = v.get<std::string>();
+      if (text.empty()) return Bytes{};
+      return HexDecode(text);
+    };
+    DEVID_ASSIGN_OR_RETURN(s.pin_salt, hex(j.at("pin_salt")));
+    DEVID_ASSIGN_OR_RETURN(s.pin_hash, hex(j.at("pin_hash")));
+    s.pin_tries = j.at("pin_tries").get<int>();
+    for (const auto& [key, v] : j.at("slots").items()) {
+      auto curve = CurveFromByte(v.at("curve").get<uint8_t>());
+      if (!curve) return MakeError(ErrorCode::kTamper, "bad slot curve");
+      DEVID_ASSIGN_OR_RETURN(Bytes der, HexDecode(v.at("key").get<std::string>()));
+      KeySlot slot{*curve, v.at("pin").get<bool>(), SecretBytes(der)};
+      SecureZero(der.data(), der.size());
+      s.slots[std::stoi(key)] = std::move(slot);
+    }
+    for (const auto& [key, v] : j.at("files").items()) {
+      File f;
+      f.max_size = v.at("max").get<uint16_t>();
+      f.read_ac = v.at("read").get<uint8_t>();
+      f.write_ac = v.at("write").get<uint8_t>();
+      DEVID_ASSIGN_OR_RETURN(f.data, hex(v.at("data")));
+      s.files[static_cast<uint16_t>(std::stoi(key))] = std::move(f);
+    }
+    for (const auto& [key, v] : j.at("counters").items())
+      s.counters[std::stoi(key)] = v.get<uint64_t>();
+    return s;
+  } catch (const std::exception&) {
+    return MakeError(ErrorCode::kTamper, "chip state does not parse");
+  }
+}
+
+SecureElement::State SecureElement::Copy(const State& s) {
+  State c;
+  c.serial = s.serial;
+  c.lifecycle = s.lifecycle;
+  c.pin_salt = s.pin_salt;
+  c.pin_hash = s.pin_hash;
+  c.pin_tries = s.pin_tries;
+  for (const auto& [id, k] : s.slots)
+    c.slots[id] = KeySlot{k.curve, k.needs_pin, SecretBytes(k.pkcs8.view())};
+  c.files = s.files;
+  c.counters = s.counters;
+  return c;
+}
+
+StatusWord SecureElement::Commit(State next) {
+  auto bytes = Serialize(next);
+  if (!bytes.ok()) return StatusWord::kInternal;
+  Status saved = nvm_.Save(*bytes);
+  SecureZero(bytes->data(), bytes->size());
+  if (!saved.ok()) return StatusWord::kInternal;
+  state_ = std::move(next);
+  return StatusWord::kOk;
+}
+
+size_t SecureElement::UsedNvm(const State& s) const {
+  size_t used = s.slots.size() * kSlotCost;
+  for (const auto& [id, f] : s.files) used += f.max_size;
+  return used;
+}
+
+Result<crypto::PrivateKey> SecureElement::LoadKey(uint8_t slot, StatusWord* sw) const {
+  const KeySlot* k = nullptr;
+  if (slot == kVolatileSlot) {
+    if (volatile_slot_) k = &*volatile_slot_;
+  } else {
+    auto it = state_.slots.find(slot);
+    if (it != state_.slots.end()) k = &it->second;
+  }
+  if (k == nullptr) {
+    *sw = StatusWord::kNotFound;
+    return MakeError(ErrorCode::kNotFound, "empty slot");
+  }
+  if (k->needs_pin && !pin_verified_) {
+    *sw = StatusWord::kSecurityNotSatisfied;
+    return MakeError(ErrorCode::kAuth, "PIN required");
+  }
+  auto key = crypto::PrivateKey::FromPkcs8Der(k->pkcs8.view());
+  if (!key.ok()) *sw = StatusWord::kInternal;
+  return key;
+}
+
+Bytes SecureElement::Process(ByteView raw) {
+  auto command = ApduCommand::Parse(raw);
+  if (!command.ok()) return Sw(StatusWord::kWrongLength).Encode();
+  return Process(*command).Encode();
+}
+
+ApduResponse SecureElement::Process(const ApduCommand& c) {
+  if (c.cla != kCla) return Sw(StatusWord::kClaNotSupported);
+  auto ins = static_cast<Ins>(c.ins);
+  if (tampered_) {
+    // Nothing secret once the NVM's integrity is gone; only termination.
+    if (ins == Ins::kGetInfo) return GetInfo();
+    if (ins != Ins::kSetLifecycle || c.p1 != static_cast<uint8_t>(Lifecycle::kTerminated)) {
+      return Sw(StatusWord::kTamper);
+    }
+    return SetLifecycle(c);
+  }
+  if (state_.lifecycle == Lifecycle::kTerminated && ins != Ins::kGetInfo) {
+    return Sw(StatusWord::kConditionsNotSatisfied);
+  }
+  switch (ins) {
+    case Ins::kGetInfo:
+      return GetInfo();
+    case Ins::kGetRandom:
+      return GetRandom(c);
+    case Ins::kGenerateKeyPair:
+      return GenerateKeyPair(c);
+    case Ins::kReadPublicKey:
+      return ReadPublicKey(c);
+    case Ins::kSign:
+      return Sign(c);
+    case Ins::kVerifySignature:
+      return VerifySignature(c);
+    case Ins::kEcdh:
+      return Ecdh(c);
+    case Ins::kCreateFile:
+      return CreateFile(c);
+    case Ins::kReadFile:
+      return ReadFile(c);
+    case Ins::kWriteFile:
+      return WriteFile(c);
+    case Ins::kListFiles:
+      return ListFiles();
+    case Ins::kSha256:
+      return Sha256(c);
+    case Ins::kCounter:
+      return Counter(c);
+    case Ins::kAuthenticate:
+      return Authenticate(c);
+    case Ins::kSetLifecycle:
+      return SetLifecycle(c);
+  }
+  return Sw(StatusWord::kInsNotSupported);
+}
+
+ApduResponse SecureElement::GetInfo() const {
+  Bytes out;
+  std::string serial = tampered_ ? std::string() : state_.serial;
+  out.push_back(static_cast<uint8_t>(serial.size()));
+  out.insert(out.end(), serial.begin(), serial.end());
+  out.push_back(kFirmwareMajor);
+  out.push_back(kFirmwareMinor);
+  out.push_back(tampered_ ? 0 : static_cast<uint8_t>(state_.lifecycle));
+  out.push_back(tampered_ ? 1 : 0);
+  out.push_back(tampered_ ? 0 : static_cast<uint8_t>(state_.pin_tries));
+  size_t free = tampered_ ? 0 : kNvmCapacity - UsedNvm(state_);
+  for (int i = 3; i >= 0; --i) out.push_back(static_cast<uint8_t>(free >> (8 * i)));
+  return Reply(StatusWord::kOk, out);
+}
+
+ApduResponse SecureElement::GetRandom(const ApduCommand& c) {
+  if (!c.has_le || c.le == 0 || c.le > 4096) return Sw(StatusWord::kWrongLength);
+  if (!rng_) return Sw(StatusWord::kRandomFailure);
+  auto bytes = rng_->Generate(c.le);
+  if (!bytes.ok()) return Sw(StatusWord::kRandomFailure);
+  return Reply(StatusWord::kOk, std::move(bytes).value());
+}
+
+ApduResponse SecureElement::GenerateKeyPair(const ApduCommand& c) {
+  bool persistent = c.p1 < kPersistentSlots;
+  if (!persistent && c.p1 != kVolatileSlot) return Sw(StatusWord::kWrongP1P2);
+  auto curve = CurveFromByte(c.p2 & 0x7F);
+  if (!curve) return Sw(StatusWord::kWrongP1P2);
+  bool needs_pin = (c.p2 & 0x80) != 0;
+  if (persistent) {
+    auto it = state_.slots.find(c.p1);
+    // Replacing a key takes the right to use it.
+    if (it != state_.slots.end() && it->second.needs_pin && !pin_verified_) {
+      return Sw(StatusWord::kSecurityNotSatisfied);
+    }
+    if (it == state_.slots.end() && UsedNvm(state_) + kSlotCost > kNvmCapacity)
+      return Sw(StatusWord::kNoSpace);
+  }
+  // Key generation draws on the health-tested source; a failed source fails it.
+  if (!rng_ || !rng_->Generate(32).ok()) return Sw(StatusWord::kRandomFailure);
+  auto key = crypto::PrivateKey::Generate(*curve);
+  if (!key.ok()) return Sw(StatusWord::kInternal);
+  auto der = key->ToPkcs8Der();
+  auto point = key->PublicPoint();
+  if (!der.ok() || !point.ok()) return Sw(StatusWord::kInternal);
+  KeySlot slot{*curve, needs_pin, SecretBytes(*der)};
+  SecureZero(der->data(), der->size());
+  if (!persistent) {
+    volatile_slot_ = std::move(slot);
+    return Reply(StatusWord::kOk, std::move(point).value());
+  }
+  State next = Copy(state_);
+  next.slots[c.p1] = std::move(slot);
+  StatusWord sw = Commit(std::move(next));
+  if (sw != StatusWord::kOk) return Sw(sw);
+  return Reply(StatusWord::kOk, std::move(point).value());
+}
+
+ApduResponse SecureElement::ReadPublicKey(const ApduCommand& c) {
+  const KeySlot* k = nullptr;
+  if (c.p1 == kVolatileSlot) {
+    if (volatile_slot_) k = &*volatile_slot_;
+  } else if (auto it = state_.slots.find(c.p1); it != state_.slots.end()) {
+    k = &it->second;
+  }
+  if (k == nullptr) return Sw(StatusWord::kNotFound);
+  auto key = crypto::PrivateKey::FromPkcs8Der(k->pkcs8.view());
+  if (!key.ok()) return Sw(StatusWord::kInternal);
+  auto point = key->PublicPoint();
+  if (!point.ok()) return Sw(StatusWord::kInternal);
+  Bytes out = {CurveByte(k->curve)};
+  out.insert(out.end(), point->begin(), point->end());
+  return Reply(StatusWord::kOk, out);
+}
+
+ApduResponse SecureElement::Sign(const ApduCommand& c) {
+  if (c.data.size() != 32 && c.data.size() != 48) return Sw(StatusWord::kWrongLength);
+  StatusWord sw = StatusWord::kOk;
+  auto key = LoadKey(c.p1, &sw);
+  if (!key.ok()) return Sw(sw);
+  auto sig = crypto::SignDigest(*key, c.data);
+  if (!sig.ok()) return Sw(StatusWord::kInternal);
+  return Reply(StatusWord::kOk, std::move(sig).value());
+}
+
+ApduResponse SecureElement::VerifySignature(const ApduCommand& c) {
+  ByteView d(c.data);
+  std::optional<crypto::PublicKey> key;
+  auto take_key = [&](uint8_t curve_byte, ByteView point) -> StatusWord {
+    auto curve = CurveFromByte(curve_byte);
+    if (!curve) return StatusWord::kWrongData;
+    auto pub = crypto::EcPublicKeyFromPoint(*curve, point);
+    if (!pub.ok()) return StatusWord::kWrongData;
+    key.emplace(std::move(pub).value());
+    return StatusWord::kOk;
+  };
+  if (c.p1 == 0x00) {
+    if (d.size() < 2 || d.size() < 2u + d[1]) return Sw(StatusWord::kWrongLength);
+    StatusWord sw = take_key(d[0], d.subspan(2, d[1]));
+    if (sw != StatusWord::kOk) return Sw(sw);
+    d = d.subspan(2u + d[1]);
+  } else if (c.p1 == 0x01) {
+    if (d.size() < 2) return Sw(StatusWord::kWrongLength);
+    auto it = state_.files.find(static_cast<uint16_t>(d[0] << 8 | d[1]));
+    if (it == state_.files.end()) return Sw(StatusWord::kNotFound);
+    if (!Allowed(it->second.read_ac)) return Sw(StatusWord::kSecurityNotSatisfied);
+    const Bytes& f = it->second.data;
+    if (f.empty()) return Sw(StatusWord::kWrongData);
+    StatusWord sw = take_key(f[0], ByteView(f).subspan(1));
+    if (sw != StatusWord::kOk) return Sw(sw);
+    d = d.subspan(2);
+  } else {
+    return Sw(StatusWord::kWrongP1P2);
+  }
+  if (d.empty() || d.size() < 1u + d[0]) return Sw(StatusWord::kWrongLength);
+  ByteView digest = d.subspan(1, d[0]);
+  ByteView signature = d.subspan(1u + d[0]);
+  if (signature.empty()) return Sw(StatusWord::kWrongLength);
+  if (!crypto::VerifyDigest(key->get(), digest, signature).ok()) {
+    return ApduResponse{{}, kStatusVerifyFailed};
+  }
+  return Sw(StatusWord::kOk);
+}
+
+ApduResponse SecureElement::Ecdh(const ApduCommand& c) {
+  StatusWord sw = StatusWord::kOk;
+  auto key = LoadKey(c.p1, &sw);
+  if (!key.ok()) return Sw(sw);
+  auto curve = key->algorithm().type;
+  if (!curve) return Sw(StatusWord::kInternal);
+  auto peer = crypto::EcPublicKeyFromPoint(*curve, c.data);
+  if (!peer.ok()) return Sw(StatusWord::kWrongData);
+  auto secret = crypto::DeriveSharedSecret(*key, peer->get());
+  if (!secret.ok()) return Sw(StatusWord::kWrongData);
+  return Reply(StatusWord::kOk, std::move(secret).value());
+}
+
+ApduResponse SecureElement::CreateFile(const ApduCommand& c) {
+  if (c.data.size() != 4) return Sw(StatusWord::kWrongLength);
+  uint16_t max = static_cast<uint16_t>(c.data[0] << 8 | c.data[1]);
+  uint8_t read_ac = c.data[2];
+  uint8_t write_ac = c.data[3];
+  auto valid_ac = [](uint8_t ac) { return ac == 0x00 || ac == 0x01 || ac == 0xFF; };
+  if (max == 0 || !valid_ac(read_ac) || !valid_ac(write_ac)) return Sw(StatusWord::kWrongData);
+  // Files are laid out by the personaliser, or by the holder of the PIN.
+  if (state_.lifecycle == Lifecycle::kOperational && !pin_verified_)
+    return Sw(StatusWord::kSecurityNotSatisfied);
+  if (state_.files.count(FileId(c)) != 0) return Sw(StatusWord::kConditionsNotSatisfied);
+  if (UsedNvm(state_) + max > kNvmCapacity) return Sw(StatusWord::kNoSpace);
+  State next = Copy(state_);
+  next.files[FileId(c)] = File{max, read_ac, write_ac, {}};
+  return Sw(Commit(std::move(next)));
+}
+
+ApduResponse SecureElement::ReadFile(const ApduCommand& c) {
+  auto it = state_.files.find(FileId(c));
+  if (it == state_.files.end()) return Sw(StatusWord::kNotFound);
+  if (!Allowed(it->second.read_ac)) return Sw(StatusWord::kSecurityNotSatisfied);
+  return Reply(StatusWord::kOk, it->second.data);
+}
+
+ApduResponse SecureElement::WriteFile(const ApduCommand& c) {
+  auto it = state_.files.find(FileId(c));
+  if (it == state_.files.end()) return Sw(StatusWord::kNotFound);
+  bool personalising = state_.lifecycle != Lifecycle::kOperational;
+  if (!personalising && !Allowed(it->second.write_ac)) return Sw(StatusWord::kSecurityNotSatisfied);
+  if (c.data.size() > it->second.max_size) return Sw(StatusWord::kNoSpace);
+  State next = Copy(state_);
+  next.files[FileId(c)].data = c.data;
+  return Sw(Commit(std::move(next)));
+}
+
+ApduResponse SecureElement::ListFiles() const {
+  Bytes out;
+  for (const auto& [id, f] : state_.files) {
+    PutU16(out, id);
+    PutU16(out, f.data.size());
+    PutU16(out, f.max_size);
+    out.push_back(f.read_ac);
+    out.push_back(f.write_ac);
+  }
+  return Reply(StatusWord::kOk, out);
+}
+
+ApduResponse SecureElement::Sha256(const ApduCommand& c) {
+  return Reply(StatusWord::kOk, crypto::Sha256(c.data));
+}
+
+ApduResponse SecureElement::Counter(const ApduCommand& c) {
+  if (c.p1 >= kCounters || c.p2 > 1) return Sw(StatusWord::kWrongP1P2);
+  uint64_t value = state_.counters.count(c.p1) != 0 ? state_.counters.at(c.p1) : 0;
+  if (c.p2 == 1) {
+    if (value == UINT64_MAX) return Sw(StatusWord::kConditionsNotSatisfied);
+    // The new value is sealed in NVM before it is reported: it never goes back.
+    State next = Copy(state_);
+    next.counters[c.p1] = ++value;
+    StatusWord sw = Commit(std::move(next));
+    if (sw != StatusWord::kOk) return Sw(sw);
+  }
+  Bytes out;
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
+  return Reply(StatusWord::kOk, out);
+}
+
+ApduResponse SecureElement::Authenticate(const ApduCommand& c) {
+  if (c.p1 != 0x01) return Sw(StatusWord::kWrongP1P2);
+  if (state_.pin_tries <= 0) return Sw(StatusWord::kAuthenticationBlocked);
+  std::string pin(c.data.begin(), c.data.end());
+  Bytes hash = PinHash(state_.pin_salt, pin);
+  SecureZero(pin.data(), pin.size());
+  bool match = crypto::ConstantTimeEquals(hash, state_.pin_hash);
+  State next = Copy(state_);
+  next.pin_tries = match ? kPinTries : state_.pin_tries - 1;
+  // The try counter is sealed before the answer, so cutting power cannot reset it.
+  if (next.pin_tries != state_.pin_tries) {
+    StatusWord sw = Commit(std::move(next));
+    if (sw != StatusWord::kOk) return Sw(sw);
+  }
+  pin_verified_ = match;
+  if (match) return Sw(StatusWord::kOk);
+  if (state_.pin_tries == 0) return Sw(StatusWord::kAuthenticationBlocked);
+  return ApduResponse{{}, PinTriesLeftWord(state_.pin_tries)};
+}
+
+ApduResponse SecureElement::SetLifecycle(const ApduCommand& c) {
+  if (c.p1 < 2 || c.p1 > 4) return Sw(StatusWord::kWrongP1P2);
+  auto target = static_cast<Lifecycle>(c.p1);
+  if (tampered_) {
+    // Terminating a tampered chip: a fresh, empty, terminated state replaces the image.
+    State dead;
+    dead.lifecycle = Lifecycle::kTerminated;
+    dead.pin_tries = 0;
+    auto bytes = Serialize(dead);
+    if (!bytes.ok() || !nvm_.Save(*bytes).ok()) return Sw(StatusWord::kInternal);
+    state_ = std::move(dead);
+    tampered_ = false;
+    volatile_slot_.reset();
+    return Sw(StatusWord::kOk);
+  }
+  if (static_cast<int>(target) <= static_cast<int>(state_.lifecycle)) {
+    return Sw(StatusWord::kConditionsNotSatisfied);  // forward only
+  }
+  if (state_.lifecycle == Lifecycle::kOperational && !pin_verified_) {
+    return Sw(StatusWord::kSecurityNotSatisfied);
+  }
+  State next = Copy(state_);
+  next.lifecycle = target;
+  if (target == Lifecycle::kTerminated) {
+    // Zeroise: keys, files, PIN; the serial stays so the chip can be identified.
+    next.slots.clear();
+    next.files.clear();
+    next.pin_hash.clear();
+    next.pin_tries = 0;
+    volatile_slot_.reset();
+  }
+  pin_verified_ = false;
+  return Sw(Commit(std::move(next)));
+}
+
+}  // namespace devid::se

@@ -1,0 +1,134 @@
+// The emulated secure element: a VaultIC-class chip behind an APDU interface.
+// Keys are generated, stored and used inside it; no command returns a private
+// key. State lives in a sealed NVM image (nvm.h); randomness comes from the
+// health-tested TRNG (trng.h).
+//
+// Command data layouts (CLA 0x80; multi-byte integers big-endian):
+//   GET_INFO        -> serial_len serial fw_major fw_minor lifecycle tamper pin_tries free_nvm(4)
+//   GET_RANDOM      Le = count (1..4096)                       -> random bytes
+//   GENERATE_KEY_PAIR P1 = slot (0..15 persistent, 0x80 volatile),
+//                   P2 = curve (0x01 P-256, 0x02 P-384) | 0x80 if use needs the PIN -> point
+//   READ_PUBLIC_KEY P1 = slot                                  -> curve point
+//   SIGN            P1 = slot, data = digest (32 or 48 bytes)  -> DER ECDSA signature
+//   VERIFY_SIGNATURE P1 = 0x00: data = curve point_len point digest_len digest signature
+//                   P1 = 0x01: data = file_id(2) digest_len digest signature; the file
+//                   holds the public key as "curve point" (e.g. the issuing CA's)
+//                                                              -> 9000, or 6300 when it does not
+//                                                              verify
+//   ECDH            P1 = slot, data = peer point               -> shared secret (x)
+//   CREATE_FILE     P1P2 = file id, data = max_size(2) read_ac write_ac
+//   READ_FILE       P1P2 = file id                             -> content
+//   WRITE_FILE      P1P2 = file id, data = content (replaces)
+//   LIST_FILES                                                 -> {id(2) size(2) max(2) read_ac
+//   write_ac}* SHA256          data = message                             -> digest COUNTER P1 =
+//   counter (0..7), P2 = 0 read / 1 increment -> value(8) AUTHENTICATE    P1 = 0x01 (user PIN),
+//   data = PIN           -> 9000, 63Cx, 6983 when blocked SET_LIFECYCLE   P1 = 2 personalised, 3
+//   operational, 4 terminated (forward only)
+// Access conditions (ac): 0x00 always, 0x01 after the user PIN, 0xFF never
+// (writes: never once operational; before that the personaliser may write).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/secret.h"
+#include "crypto/key.h"
+#include "se/apdu.h"
+#include "se/device/nvm.h"
+#include "se/device/trng.h"
+
+namespace devid::se {
+
+enum class Lifecycle : uint8_t {
+  kManufacturing = 1,
+  kPersonalised = 2,
+  kOperational = 3,
+  kTerminated = 4
+};
+
+inline constexpr uint8_t kVolatileSlot = 0x80;
+inline constexpr int kPersistentSlots = 16;
+inline constexpr int kCounters = 8;
+inline constexpr int kPinTries = 3;
+inline constexpr size_t kNvmCapacity = 32 * 1024;
+
+class SecureElement {
+ public:
+  // A new chip in the manufacturing state with its user PIN (4..16 bytes).
+  static Result<std::unique_ptr<SecureElement>> Create(
+      const std::string& image, const std::string& serial, const SecretString& pin,
+      std::unique_ptr<NoiseSource> noise = nullptr);
+  // Powers up an existing chip. A damaged or rolled-back image gives a chip
+  // in the tamper state (it answers 6581 to everything but GET_INFO and
+  // SET_LIFECYCLE terminate), not an error.
+  static Result<std::unique_ptr<SecureElement>> Open(const std::string& image,
+                                                     std::unique_ptr<NoiseSource> noise = nullptr);
+
+  ApduResponse Process(const ApduCommand& command);
+  // Raw bytes in and out, as on the bus; a malformed APDU gets 6700.
+  Bytes Process(ByteView command);
+
+  bool tampered() const { return tampered_; }
+
+ private:
+  struct KeySlot {
+    crypto::KeyType curve = crypto::KeyType::kEcP256;
+    bool needs_pin = false;
+    SecretBytes pkcs8;
+  };
+  struct File {
+    uint16_t max_size = 0;
+    uint8_t read_ac = 0;
+    uint8_t write_ac = 0;
+    Bytes data;
+  };
+  struct State {
+    std::string serial;
+    Lifecycle lifecycle = Lifecycle::kManufacturing;
+    Bytes pin_salt;
+    Bytes pin_hash;
+    int pin_tries = kPinTries;
+    std::map<int, KeySlot> slots;
+    std::map<uint16_t, File> files;
+    std::map<int, uint64_t> counters;
+  };
+
+  SecureElement(NvmImage nvm, std::unique_ptr<ChipRng> rng)
+      : nvm_(std::move(nvm)), rng_(std::move(rng)) {}
+  static Result<Bytes> Serialize(const State& state);
+  static Result<State> Deserialize(ByteView bytes);
+  static State Copy(const State& state);
+  // Seals `next` into NVM, then makes it the chip's state (all or nothing).
+  StatusWord Commit(State next);
+  size_t UsedNvm(const State& state) const;
+  bool Allowed(uint8_t ac) const { return ac == 0x00 || (ac == 0x01 && pin_verified_); }
+  Result<crypto::PrivateKey> LoadKey(uint8_t slot, StatusWord* sw) const;
+
+  ApduResponse GetInfo() const;
+  ApduResponse GetRandom(const ApduCommand& c);
+  ApduResponse GenerateKeyPair(const ApduCommand& c);
+  ApduResponse ReadPublicKey(const ApduCommand& c);
+  ApduResponse Sign(const ApduCommand& c);
+  ApduResponse VerifySignature(const ApduCommand& c);
+  ApduResponse Ecdh(const ApduCommand& c);
+  ApduResponse CreateFile(const ApduCommand& c);
+  ApduResponse ReadFile(const ApduCommand& c);
+  ApduResponse WriteFile(const ApduCommand& c);
+  ApduResponse ListFiles() const;
+  ApduResponse Sha256(const ApduCommand& c);
+  ApduResponse Counter(const ApduCommand& c);
+  ApduResponse Authenticate(const ApduCommand& c);
+  ApduResponse SetLifecycle(const ApduCommand& c);
+
+  NvmImage nvm_;
+  std::unique_ptr<ChipRng> rng_;  // null when the source failed its start-up test
+  State state_;
+  bool tampered_ = false;
+  bool pin_verified_ = false;
+  std::optional<KeySlot> volatile_slot_;
+};
+
+}  // namespace devid::se

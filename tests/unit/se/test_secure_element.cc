@@ -1,0 +1,277 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/file.h"
+#include "crypto/key.h"
+#include "se/device/secure_element.h"
+
+namespace devid::se {
+namespace {
+
+constexpr uint16_t kOk = 0x9000;
+
+class ChipTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("devid-chip-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    image_ = (dir_ / "chip.img").string();
+    auto chip = SecureElement::Create(image_, "SN-0001", SecretString("1234"));
+    ASSERT_TRUE(chip.ok()) << chip.error().message;
+    chip_ = std::move(chip).value();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  ApduResponse Send(Ins ins, uint8_t p1 = 0, uint8_t p2 = 0, Bytes data = {},
+                    std::optional<uint32_t> le = {}) {
+    ApduCommand c;
+    c.ins = static_cast<uint8_t>(ins);
+    c.p1 = p1;
+    c.p2 = p2;
+    c.data = std::move(data);
+    if (le) {
+      c.has_le = true;
+      c.le = *le;
+    }
+    // Through the byte encoding, as on the bus.
+    auto r = ApduResponse::Parse(chip_->Process(c.Encode()));
+    EXPECT_TRUE(r.ok());
+    return std::move(r).value();
+  }
+  void Reboot() {
+    chip_.reset();
+    auto chip = SecureElement::Open(image_);
+    ASSERT_TRUE(chip.ok()) << chip.error().message;
+    chip_ = std::move(chip).value();
+  }
+  void Login() { ASSERT_EQ(Send(Ins::kAuthenticate, 0x01, 0, Bytes{'1', '2', '3', '4'}).sw, kOk); }
+
+  std::filesystem::path dir_;
+  std::string image_;
+  std::unique_ptr<SecureElement> chip_;
+};
+
+TEST_F(ChipTest, GetInfoReportsSerialLifecycleAndFreeMemory) {
+  auto r = Send(Ins::kGetInfo);
+  ASSERT_EQ(r.sw, kOk);
+  ASSERT_GE(r.data.size(), 1u + 7 + 7);
+  EXPECT_EQ(std::string(r.data.begin() + 1, r.data.begin() + 1 + r.data[0]), "SN-0001");
+  size_t o = 1 + r.data[0];
+  EXPECT_EQ(r.data[o + 2], static_cast<uint8_t>(Lifecycle::kManufacturing));
+  EXPECT_EQ(r.data[o + 3], 0);  // not tampered
+  EXPECT_EQ(r.data[o + 4], kPinTries);
+  uint32_t free = static_cast<uint32_t>(r.data[o + 5] << 24 | r.data[o + 6] << 16 |
+                                        r.data[o + 7] << 8 | r.data[o + 8]);
+  EXPECT_EQ(free, kNvmCapacity);
+}
+
+TEST_F(ChipTest, MalformedOrUnknownCommandsGetTheirStatusWords) {
+  EXPECT_EQ(ApduResponse::Parse(chip_->Process(Bytes{0x80, 0xCA})).value().sw, 0x6700);  // no P1 P2
+  EXPECT_EQ(ApduResponse::Parse(chip_->Process(Bytes{0x80, 0x2A, 0, 0, 5, 1})).value().sw,
+            0x6700);  // Lc lies
+  EXPECT_EQ(ApduResponse::Parse(chip_->Process(Bytes{0x00, 0xCA, 0, 0})).value().sw, 0x6E00);
+  EXPECT_EQ(ApduResponse::Parse(chip_->Process(Bytes{0x80, 0x99, 0, 0})).value().sw, 0x6D00);
+  EXPECT_EQ(Send(Ins::kGetRandom).sw, 0x6700);  // no Le
+  EXPECT_EQ(Send(Ins::kGenerateKeyPair, 16, 1).sw, 0x6A86);
+  EXPECT_EQ(Send(Ins::kGenerateKeyPair, 0, 3).sw, 0x6A86);
+  EXPECT_EQ(Send(Ins::kSign, 5, 0, Bytes(32, 1)).sw, 0x6A82);  // empty slot
+  EXPECT_EQ(Send(Ins::kSign, 5, 0, Bytes(20, 1)).sw, 0x6700);
+}
+
+TEST_F(ChipTest, GetRandomReturnsFreshBytes) {
+  auto a = Send(Ins::kGetRandom, 0, 0, {}, 32);
+  auto b = Send(Ins::kGetRandom, 0, 0, {}, 32);
+  ASSERT_EQ(a.sw, kOk);
+  EXPECT_EQ(a.data.size(), 32u);
+  EXPECT_NE(a.data, b.data);
+  EXPECT_EQ(Send(Ins::kGetRandom, 0, 0, {}, 5000).sw, 0x6700);
+}
+
+TEST_F(ChipTest, SignatureMadeInTheChipVerifiesOutside) {
+  auto gen = Send(Ins::kGenerateKeyPair, 0, 0x01 | 0x80);  // P-256, PIN needed to use
+  ASSERT_EQ(gen.sw, kOk);
+  Bytes digest = crypto::Sha256(AsBytes("telemetry"));
+  EXPECT_EQ(Send(Ins::kSign, 0, 0, digest).sw, 0x6982);  // no PIN yet
+  Login();
+  auto sig = Send(Ins::kSign, 0, 0, digest);
+  ASSERT_EQ(sig.sw, kOk);
+  auto pub = crypto::EcPublicKeyFromPoint(crypto::KeyType::kEcP256, gen.data);
+  ASSERT_TRUE(pub.ok());
+  EXPECT_TRUE(crypto::VerifyDigest(pub->get(), digest, sig.data).ok());
+  auto read = Send(Ins::kReadPublicKey, 0);
+  ASSERT_EQ(read.sw, kOk);
+  EXPECT_EQ(Bytes(read.data.begin() + 1, read.data.end()), gen.data);
+  // The chip verifies too: with the key supplied, and with a key kept in a file.
+  Bytes v = {0x01, static_cast<uint8_t>(gen.data.size())};
+  v.insert(v.end(), gen.data.begin(), gen.data.end());
+  v.push_back(32);
+  v.insert(v.end(), digest.begin(), digest.end());
+  v.insert(v.end(), sig.data.begin(), sig.data.end());
+  EXPECT_EQ(Send(Ins::kVerifySignature, 0x00, 0, v).sw, kOk);
+  Bytes wrong = v;
+  wrong[2 + gen.data.size() + 1] ^= 1;  // first digest byte
+  EXPECT_EQ(Send(Ins::kVerifySignature, 0x00, 0, wrong).sw, 0x6300);
+  ASSERT_EQ(Send(Ins::kCreateFile, 0x10, 0x01, {0x00, 0x80, 0x00, 0xFF}).sw, kOk);
+  Bytes ca_key = {0x01};
+  ca_key.insert(ca_key.end(), gen.data.begin(), gen.data.end());
+  ASSERT_EQ(Send(Ins::kWriteFile, 0x10, 0x01, ca_key).sw, kOk);
+  Bytes by_file = {0x10, 0x01, 32};
+  by_file.insert(by_file.end(), digest.begin(), digest.end());
+  by_file.insert(by_file.end(), sig.data.begin(), sig.data.end());
+  EXPECT_EQ(Send(Ins::kVerifySignature, 0x01, 0, by_file).sw, kOk);
+}
+
+TEST_F(ChipTest, EcdhInTheChipMatchesTheOtherSide) {
+  auto gen = Send(Ins::kGenerateKeyPair, kVolatileSlot, 0x01);
+  ASSERT_EQ(gen.sw, kOk);
+  auto peer = crypto::PrivateKey::Generate(crypto::KeyType::kEcP256).value();
+  auto secret = Send(Ins::kEcdh, kVolatileSlot, 0, *peer.PublicPoint());
+  ASSERT_EQ(secret.sw, kOk);
+  auto chip_pub = crypto::EcPublicKeyFromPoint(crypto::KeyType::kEcP256, gen.data);
+  EXPECT_EQ(secret.data, *crypto::DeriveSharedSecret(peer, chip_pub->get()));
+  EXPECT_EQ(Send(Ins::kEcdh, kVolatileSlot, 0, Bytes{0x04, 0x01}).sw, 0x6A80);
+  // Volatile keys do not survive a power cycle; persistent ones do.
+  ASSERT_EQ(Send(Ins::kGenerateKeyPair, 3, 0x02).sw, kOk);
+  Reboot();
+  EXPECT_EQ(Send(Ins::kEcdh, kVolatileSlot, 0, *peer.PublicPoint()).sw, 0x6A82);
+  EXPECT_EQ(Send(Ins::kReadPublicKey, 3).sw, kOk);
+  EXPECT_EQ(Send(Ins::kReadPublicKey, 3).data[0], 0x02);
+}
+
+TEST_F(ChipTest, FilesHonourSizesAndAccessConditions) {
+  ASSERT_EQ(Send(Ins::kCreateFile, 0x20, 0x00, {0x00, 0x08, 0x01, 0x00}).sw,
+            kOk);  // read needs PIN
+  EXPECT_EQ(Send(Ins::kCreateFile, 0x20, 0x00, {0x00, 0x08, 0x00, 0x00}).sw, 0x6985);  // exists
+  EXPECT_EQ(Send(Ins::kCreateFile, 0x21, 0x00, {0x00, 0x08, 0x07, 0x00}).sw, 0x6A80);  // bad ac
+  EXPECT_EQ(Send(Ins::kCreateFile, 0x22, 0x00, {0xFF, 0xFF, 0x00, 0x00}).sw, 0x6A84);  // too big
+  EXPECT_EQ(Send(Ins::kWriteFile, 0x20, 0x00, Bytes(9, 'x')).sw, 0x6A84);
+  ASSERT_EQ(Send(Ins::kWriteFile, 0x20, 0x00, Bytes{'h', 'i'}).sw, kOk);
+  EXPECT_EQ(Send(Ins::kReadFile, 0x20, 0x00).sw, 0x6982);
+  EXPECT_EQ(Send(Ins::kReadFile, 0x99, 0x00).sw, 0x6A82);
+  Login();
+  auto read = Send(Ins::kReadFile, 0x20, 0x00);
+  ASSERT_EQ(read.sw, kOk);
+  EXPECT_EQ(AsString(read.data), "hi");
+  auto list = Send(Ins::kListFiles);
+  ASSERT_EQ(list.sw, kOk);
+  EXPECT_EQ(list.data, (Bytes{0x20, 0x00, 0x00, 0x02, 0x00, 0x08, 0x01, 0x00}));
+}
+
+TEST_F(ChipTest, WriteNeverLocksTheFileOnceOperational) {
+  ASSERT_EQ(Send(Ins::kCreateFile, 0x30, 0x00, {0x00, 0x10, 0x00, 0xFF}).sw, kOk);
+  ASSERT_EQ(Send(Ins::kWriteFile, 0x30, 0x00, Bytes{'c', 'a'}).sw, kOk);  // personalisation
+  ASSERT_EQ(Send(Ins::kSetLifecycle, 3).sw, kOk);
+  Login();
+  EXPECT_EQ(Send(Ins::kWriteFile, 0x30, 0x00, Bytes{'x'}).sw, 0x6982);
+  EXPECT_EQ(AsString(Send(Ins::kReadFile, 0x30, 0x00).data), "ca");
+}
+
+TEST_F(ChipTest, PinLocksOutAfterThreeWrongTriesEvenAcrossPowerCycles) {
+  EXPECT_EQ(Send(Ins::kAuthenticate, 0x01, 0, Bytes{'0', '0', '0', '0'}).sw, 0x63C2);
+  Reboot();  // cutting power does not restore tries
+  EXPECT_EQ(Send(Ins::kAuthenticate, 0x01, 0, Bytes{'0', '0', '0', '0'}).sw, 0x63C1);
+  EXPECT_EQ(Send(Ins::kAuthenticate, 0x01, 0, Bytes{'0', '0', '0', '0'}).sw, 0x6983);
+  EXPECT_EQ(Send(Ins::kAuthenticate, 0x01, 0, Bytes{'1', '2', '3', '4'}).sw, 0x6983);
+}
+
+TEST_F(ChipTest, CorrectPinResetsTheTryCounter) {
+  EXPECT_EQ(Send(Ins::kAuthenticate, 0x01, 0, Bytes{'9', '9', '9', '9'}).sw, 0x63C2);
+  Login();
+  EXPECT_EQ(Send(Ins::kAuthenticate, 0x01, 0, Bytes{'9', '9', '9', '9'}).sw, 0x63C2);
+}
+
+TEST_F(ChipTest, CountersOnlyGoUpAndSurviveRestarts) {
+  EXPECT_EQ(Send(Ins::kCounter, 2, 0).data, Bytes(8, 0));
+  EXPECT_EQ(Send(Ins::kCounter, 2, 1).data.back(), 1);
+  EXPECT_EQ(Send(Ins::kCounter, 2, 1).data.back(), 2);
+  Reboot();
+  EXPECT_EQ(Send(Ins::kCounter, 2, 0).data.back(), 2);
+  EXPECT_EQ(Send(Ins::kCounter, 8, 0).sw, 0x6A86);
+}
+
+TEST_F(ChipTest, LifecycleMovesForwardOnlyAndTerminationZeroises) {
+  ASSERT_EQ(Send(Ins::kGenerateKeyPair, 0, 0x01).sw, kOk);
+  ASSERT_EQ(Send(Ins::kSetLifecycle, 2).sw, kOk);
+  EXPECT_EQ(Send(Ins::kSetLifecycle, 2).sw, 0x6985);
+  ASSERT_EQ(Send(Ins::kSetLifecycle, 3).sw, kOk);
+  EXPECT_EQ(Send(Ins::kSetLifecycle, 4).sw, 0x6982);  // operational: termination needs the PIN
+  Login();
+  ASSERT_EQ(Send(Ins::kSetLifecycle, 4).sw, kOk);
+  EXPECT_EQ(Send(Ins::kSign, 0, 0, Bytes(32, 1)).sw, 0x6985);
+  EXPECT_EQ(Send(Ins::kGetRandom, 0, 0, {}, 8).sw, 0x6985);
+  EXPECT_EQ(Send(Ins::kGetInfo).sw, kOk);
+  Reboot();
+  EXPECT_EQ(Send(Ins::kReadPublicKey, 0).sw, 0x6985);
+  // The key is gone from the image itself.
+  auto info = Send(Ins::kGetInfo);
+  EXPECT_EQ(info.data[1 + info.data[0] + 2], static_cast<uint8_t>(Lifecycle::kTerminated));
+}
+
+TEST_F(ChipTest, TamperedImageAnswersNothingSecretAndCanOnlyBeTerminated) {
+  ASSERT_EQ(Send(Ins::kGenerateKeyPair, 0, 0x01).sw, kOk);
+  chip_.reset();
+  Bytes image = *ReadFile(image_);
+  image[image.size() / 2] ^= 0x04;
+  ASSERT_TRUE(WriteFileAtomic(image_, image).ok());
+  auto chip = SecureElement::Open(image_);
+  ASSERT_TRUE(chip.ok());
+  chip_ = std::move(chip).value();
+  EXPECT_TRUE(chip_->tampered());
+  EXPECT_EQ(Send(Ins::kSign, 0, 0, Bytes(32, 1)).sw, 0x6581);
+  EXPECT_EQ(Send(Ins::kReadPublicKey, 0).sw, 0x6581);
+  EXPECT_EQ(Send(Ins::kGetRandom, 0, 0, {}, 8).sw, 0x6581);
+  EXPECT_EQ(Send(Ins::kSetLifecycle, 3).sw, 0x6581);
+  auto info = Send(Ins::kGetInfo);
+  ASSERT_EQ(info.sw, kOk);
+  EXPECT_EQ(info.data[1 + info.data[0] + 3], 1);  // tamper flag
+  EXPECT_EQ(Send(Ins::kSetLifecycle, 4).sw, kOk);
+  Reboot();
+  EXPECT_FALSE(chip_->tampered());
+  EXPECT_EQ(Send(Ins::kSign, 0, 0, Bytes(32, 1)).sw, 0x6985);  // terminated
+}
+
+TEST_F(ChipTest, FailedNoiseSourceStopsRandomnessAndKeyGeneration) {
+  ASSERT_EQ(Send(Ins::kGenerateKeyPair, 1, 0x01).sw, kOk);
+  chip_.reset();
+  struct Stuck : NoiseSource {
+    Result<uint8_t> Sample() override { return uint8_t{0x55}; }
+  };
+  auto chip = SecureElement::Open(image_, std::make_unique<Stuck>());
+  ASSERT_TRUE(chip.ok());
+  chip_ = std::move(chip).value();
+  EXPECT_EQ(Send(Ins::kGetRandom, 0, 0, {}, 16).sw, 0x6F01);
+  EXPECT_EQ(Send(Ins::kGenerateKeyPair, 2, 0x01).sw, 0x6F01);
+  // Keys already made still sign: ECDSA nonces come from OpenSSL's DRBG, not this source.
+  EXPECT_EQ(Send(Ins::kSign, 1, 0, Bytes(32, 7)).sw, kOk);
+}
+
+TEST(Apdu, ShortAndExtendedEncodingsRoundTrip) {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{255}, size_t{256}, size_t{3000}}) {
+    for (bool le : {false, true}) {
+      ApduCommand c;
+      c.ins = 0x2A;
+      c.p1 = 1;
+      c.p2 = 2;
+      c.data = Bytes(n, 0xAB);
+      c.has_le = le;
+      c.le = le ? 256 : 0;
+      auto back = ApduCommand::Parse(c.Encode());
+      ASSERT_TRUE(back.ok()) << n << " " << le;
+      EXPECT_EQ(back->data, c.data);
+      EXPECT_EQ(back->has_le, le);
+      if (le) {
+        EXPECT_EQ(back->le, 256u);
+      }
+    }
+  }
+  EXPECT_FALSE(ApduCommand::Parse(Bytes{0x80, 0x2A, 0}).ok());
+  EXPECT_FALSE(ApduCommand::Parse(Bytes{0x80, 0x2A, 0, 0, 0, 0}).ok());
+  EXPECT_EQ(StatusWordText(0x63C1), "63C1 (wrong PIN, 1 tries left)");
+}
+
+}  // namespace
+}  // namespace devid::se
