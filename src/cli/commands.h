@@ -15,5 +15,7 @@ struct GlobalOptions {
 
 // `devid ca …`
 void AddCaCommands(CLI::App& app, GlobalOptions& global);
+// `devid se …`
+void AddSeCommands(CLI::App& app, GlobalOptions& global);
 
 }  // namespace devid::cli

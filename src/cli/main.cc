@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-passphrase", global.no_passphrase,
                "Store new CA keys unencrypted and use unencrypted keys (explicit opt-out)");
   devid::cli::AddCaCommands(app, global);
+  devid::cli::AddSeCommands(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

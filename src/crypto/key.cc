@@ -184,6 +184,15 @@ Result<std::string> PublicKey::ToPem() const {
 
 KeyAlgorithm PublicKey::algorithm() const { return DescribeKey(pkey_.get()); }
 
+Result<std::pair<KeyType, Bytes>> PublicKey::EcPoint() const {
+  DEVID_ASSIGN_OR_RETURN(SubjectPublicKeyInfo spki, SubjectPublicKeyInfo::FromKey(pkey_.get()));
+  KeyAlgorithm alg = spki.algorithm();
+  if (!alg.type || *alg.type == KeyType::kRsa3072) {
+    return MakeError(ErrorCode::kInvalidInput, "not a P-256 or P-384 key: " + alg.name);
+  }
+  return std::make_pair(*alg.type, Bytes(spki.key_bits().begin(), spki.key_bits().end()));
+}
+
 Result<Bytes> PrivateKey::ToPkcs8Der() const {
   UniquePtr<PKCS8_PRIV_KEY_INFO> p8(EVP_PKEY2PKCS8(pkey_.get()));
   if (!p8) return OpenSslError("encoding the private key as PKCS#8");

@@ -37,6 +37,8 @@ class PublicKey {
 
   Result<Bytes> ToDer() const;  // SubjectPublicKeyInfo
   Result<std::string> ToPem() const;
+  // P-256/P-384 only: the curve and the uncompressed point.
+  Result<std::pair<KeyType, Bytes>> EcPoint() const;
   KeyAlgorithm algorithm() const;
   EVP_PKEY* get() const { return pkey_.get(); }
 

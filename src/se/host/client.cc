@@ -1,0 +1,351 @@
+#include "se/host/client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstring>
+#include <map>
+
+namespace devid::se {
+
+namespace {
+
+Error SysError(const std::string& what) {
+  return MakeError(ErrorCode::kIo, what + ": " + std::strerror(errno));
+}
+
+Status SendAll(int fd, ByteView data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return SysError("chip socket write");
+    done += static_cast<size_t>(n);
+  }
+  return {};
+}
+
+Status RecvAll(int fd, uint8_t* out, size_t size) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::recv(fd, out + done, size - done, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) return MakeError(ErrorCode::kIo, "chip socket closed");
+    if (n < 0) return SysError("chip socket read");
+    done += static_cast<size_t>(n);
+  }
+  return {};
+}
+
+Bytes Frame(ByteView payload) {
+  Bytes out = {static_cast<uint8_t>(payload.size() >> 24),
+               static_cast<uint8_t>(payload.size() >> 16),
+               static_cast<uint8_t>(payload.size() >> 8), static_cast<uint8_t>(payload.size())};
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
+}
+
+Result<sockaddr_un> SocketAddress(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
+    return MakeError(ErrorCode::kInvalidInput, "socket path must be 1-107 characters");
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+std::atomic<bool> g_signalled{false};
+
+}  // namespace
+
+Error StatusError(uint16_t sw) {
+  std::string text = "chip answered " + StatusWordText(sw);
+  if (sw == 0x6982 || sw == 0x6983 || (sw & 0xFFF0) == 0x63C0)
+    return MakeError(ErrorCode::kAuth, text);
+  if (sw == 0x6581) return MakeError(ErrorCode::kTamper, text);
+  if (sw == 0x6A82) return MakeError(ErrorCode::kNotFound, text);
+  if (sw == 0x6A80 || sw == 0x6700 || sw == 0x6A86)
+    return MakeError(ErrorCode::kInvalidInput, text);
+  if (sw == 0x6985) return MakeError(ErrorCode::kPolicy, text);
+  return MakeError(ErrorCode::kCrypto, text);
+}
+
+Result<Bytes> InProcessTransport::Transmit(ByteView command) {
+  std::lock_guard<std::mutex> lock(bus_);
+  return chip_->Process(command);
+}
+
+Result<std::unique_ptr<SocketTransport>> SocketTransport::Connect(const std::string& path) {
+  DEVID_ASSIGN_OR_RETURN(sockaddr_un addr, SocketAddress(path));
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return SysError("socket");
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    Error e = SysError("cannot connect to the chip at " + path);
+    ::close(fd);
+    return e;
+  }
+  return std::unique_ptr<SocketTransport>(new SocketTransport(fd));
+}
+
+SocketTransport::~SocketTransport() { ::close(fd_); }
+
+Result<Bytes> SocketTransport::Transmit(ByteView command) {
+  if (command.size() > kMaxFrame) return MakeError(ErrorCode::kInvalidInput, "APDU too large");
+  DEVID_TRY(SendAll(fd_, Frame(command)));
+  uint8_t header[4];
+  DEVID_TRY(RecvAll(fd_, header, 4));
+  size_t len = static_cast<size_t>(header[0]) << 24 | static_cast<size_t>(header[1]) << 16 |
+               static_cast<size_t>(header[2]) << 8 | header[3];
+  if (len < 2 || len > kMaxFrame)
+    return MakeError(ErrorCode::kIo, "malformed answer from the chip daemon");
+  Bytes out(len);
+  DEVID_TRY(RecvAll(fd_, out.data(), len));
+  return out;
+}
+
+Result<ChipClient> ChipClient::Open(const std::string& image, const std::string& socket) {
+  if (image.empty() == socket.empty()) {
+    return MakeError(ErrorCode::kInvalidInput, "give exactly one of --image FILE or --socket PATH");
+  }
+  if (!socket.empty()) {
+    DEVID_ASSIGN_OR_RETURN(std::unique_ptr<SocketTransport> t, SocketTransport::Connect(socket));
+    return ChipClient(std::move(t));
+  }
+  DEVID_ASSIGN_OR_RETURN(std::unique_ptr<SecureElement> chip, SecureElement::Open(image));
+  return ChipClient(std::make_unique<InProcessTransport>(std::move(chip)));
+}
+
+Result<ApduResponse> ChipClient::Exchange(Ins ins, uint8_t p1, uint8_t p2, ByteView data,
+                                          std::optional<uint32_t> le) {
+  ApduCommand c;
+  c.ins = static_cast<uint8_t>(ins);
+  c.p1 = p1;
+  c.p2 = p2;
+  c.data.assign(data.begin(), data.end());
+  if (le) {
+    c.has_le = true;
+    c.le = *le;
+  }
+  DEVID_ASSIGN_OR_RETURN(Bytes raw, transport_->Transmit(c.Encode()));
+  return ApduResponse::Parse(raw);
+}
+
+Result<Bytes> ChipClient::Call(Ins ins, uint8_t p1, uint8_t p2, ByteView data,
+                               std::optional<uint32_t> le) {
+  DEVID_ASSIGN_OR_RETURN(ApduResponse r, Exchange(ins, p1, p2, data, le));
+  if (!r.ok()) return StatusError(r.sw);
+  return std::move(r.data);
+}
+
+Result<ChipInfo> ChipClient::GetInfo() {
+  DEVID_ASSIGN_OR_RETURN(Bytes d, Call(Ins::kGetInfo, 0, 0, {}));
+  if (d.empty() || d.size() < 1u + d[0] + 9)
+    return MakeError(ErrorCode::kCrypto, "malformed GET_INFO answer");
+  ChipInfo info;
+  info.serial.assign(d.begin() + 1, d.begin() + 1 + d[0]);
+  size_t o = 1 + d[0];
+  info.firmware_major = d[o];
+  info.firmware_minor = d[o + 1];
+  info.lifecycle = static_cast<Lifecycle>(d[o + 2]);
+  info.tampered = d[o + 3] != 0;
+  info.pin_tries = d[o + 4];
+  info.free_nvm = static_cast<uint32_t>(d[o + 5]) << 24 | static_cast<uint32_t>(d[o + 6]) << 16 |
+                  static_cast<uint32_t>(d[o + 7]) << 8 | d[o + 8];
+  return info;
+}
+
+Result<Bytes> ChipClient::GetRandom(size_t count) {
+  Bytes out;
+  while (out.size() < count) {
+    uint32_t n = static_cast<uint32_t>(std::min<size_t>(count - out.size(), 4096));
+    DEVID_ASSIGN_OR_RETURN(Bytes part, Call(Ins::kGetRandom, 0, 0, {}, n));
+    out.insert(out.end(), part.begin(), part.end());
+  }
+  return out;
+}
+
+Result<Bytes> ChipClient::GenerateKeyPair(uint8_t slot, crypto::KeyType curve, bool needs_pin) {
+  if (curve == crypto::KeyType::kRsa3072)
+    return MakeError(ErrorCode::kInvalidInput, "the chip makes EC keys only");
+  uint8_t p2 = static_cast<uint8_t>((curve == crypto::KeyType::kEcP384 ? 0x02 : 0x01) |
+                                    (needs_pin ? 0x80 : 0));
+  return Call(Ins::kGenerateKeyPair, slot, p2, {});
+}
+
+Result<std::pair<crypto::KeyType, Bytes>> ChipClient::ReadPublicKey(uint8_t slot) {
+  DEVID_ASSIGN_OR_RETURN(Bytes d, Call(Ins::kReadPublicKey, slot, 0, {}));
+  if (d.size() < 2) return MakeError(ErrorCode::kCrypto, "malformed READ_PUBLIC_KEY answer");
+  crypto::KeyType curve = d[0] == 0x02 ? crypto::KeyType::kEcP384 : crypto::KeyType::kEcP256;
+  return std::make_pair(curve, Bytes(d.begin() + 1, d.end()));
+}
+
+Result<Bytes> ChipClient::Sign(uint8_t slot, ByteView digest) {
+  return Call(Ins::kSign, slot, 0, digest);
+}
+
+namespace {
+Result<bool> VerifyAnswer(const Result<ApduResponse>& r) {
+  if (!r.ok()) return r.error();
+  if (r->sw == 0x6300) return false;
+  if (!r->ok()) return StatusError(r->sw);
+  return true;
+}
+void AppendSized(Bytes& out, ByteView v) {
+  out.push_back(static_cast<uint8_t>(v.size()));
+  out.insert(out.end(), v.begin(), v.end());
+}
+}  // namespace
+
+Result<bool> ChipClient::VerifySignature(crypto::KeyType curve, ByteView point, ByteView digest,
+                                         ByteView signature) {
+  if (point.size() > 255 || digest.size() > 255)
+    return MakeError(ErrorCode::kInvalidInput, "key or digest too long");
+  Bytes d = {static_cast<uint8_t>(curve == crypto::KeyType::kEcP384 ? 0x02 : 0x01)};
+  AppendSized(d, point);
+  AppendSized(d, digest);
+  d.insert(d.end(), signature.begin(), signature.end());
+  return VerifyAnswer(Exchange(Ins::kVerifySignature, 0x00, 0, d, {}));
+}
+
+Result<bool> ChipClient::VerifySignatureWithFileKey(uint16_t file_id, ByteView digest,
+                                                    ByteView signature) {
+  if (digest.size() > 255) return MakeError(ErrorCode::kInvalidInput, "digest too long");
+  Bytes d = {static_cast<uint8_t>(file_id >> 8), static_cast<uint8_t>(file_id)};
+  AppendSized(d, digest);
+  d.insert(d.end(), signature.begin(), signature.end());
+  return VerifyAnswer(Exchange(Ins::kVerifySignature, 0x01, 0, d, {}));
+}
+
+Result<Bytes> ChipClient::Ecdh(uint8_t slot, ByteView peer_point) {
+  return Call(Ins::kEcdh, slot, 0, peer_point);
+}
+
+Status ChipClient::CreateFile(uint16_t id, uint16_t max_size, uint8_t read_ac, uint8_t write_ac) {
+  Bytes d = {static_cast<uint8_t>(max_size >> 8), static_cast<uint8_t>(max_size), read_ac,
+             write_ac};
+  auto r = Call(Ins::kCreateFile, static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id), d);
+  if (!r.ok()) return r.error();
+  return {};
+}
+
+Result<Bytes> ChipClient::ReadFile(uint16_t id) {
+  return Call(Ins::kReadFile, static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id), {});
+}
+
+Status ChipClient::WriteFile(uint16_t id, ByteView data) {
+  auto r = Call(Ins::kWriteFile, static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id), data);
+  if (!r.ok()) return r.error();
+  return {};
+}
+
+Result<std::vector<ChipFileInfo>> ChipClient::ListFiles() {
+  DEVID_ASSIGN_OR_RETURN(Bytes d, Call(Ins::kListFiles, 0, 0, {}));
+  if (d.size() % 8 != 0) return MakeError(ErrorCode::kCrypto, "malformed LIST_FILES answer");
+  std::vector<ChipFileInfo> out;
+  for (size_t i = 0; i < d.size(); i += 8) {
+    out.push_back({static_cast<uint16_t>(d[i] << 8 | d[i + 1]),
+                   static_cast<uint16_t>(d[i + 2] << 8 | d[i + 3]),
+                   static_cast<uint16_t>(d[i + 4] << 8 | d[i + 5]), d[i + 6], d[i + 7]});
+  }
+  return out;
+}
+
+Result<Bytes> ChipClient::Sha256(ByteView data) { return Call(Ins::kSha256, 0, 0, data); }
+
+Result<uint64_t> ChipClient::Counter(uint8_t id, bool increment) {
+  DEVID_ASSIGN_OR_RETURN(Bytes d, Call(Ins::kCounter, id, increment ? 1 : 0, {}));
+  if (d.size() != 8) return MakeError(ErrorCode::kCrypto, "malformed COUNTER answer");
+  uint64_t v = 0;
+  for (uint8_t b : d) v = v << 8 | b;
+  return v;
+}
+
+Status ChipClient::Authenticate(std::string_view pin) {
+  auto r = Call(Ins::kAuthenticate, 0x01, 0, AsBytes(pin));
+  if (!r.ok()) return r.error();
+  return {};
+}
+
+Status ChipClient::SetLifecycle(Lifecycle target) {
+  auto r = Call(Ins::kSetLifecycle, static_cast<uint8_t>(target), 0, {});
+  if (!r.ok()) return r.error();
+  return {};
+}
+
+Status ServeChip(std::unique_ptr<SecureElement> chip, const std::string& socket_path,
+                 bool handle_signals, const std::function<bool()>& stop) {
+  DEVID_ASSIGN_OR_RETURN(sockaddr_un addr, SocketAddress(socket_path));
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listener < 0) return SysError("socket");
+  ::unlink(socket_path.c_str());
+  if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(listener, 16) != 0) {
+    Error e = SysError("cannot listen on " + socket_path);
+    ::close(listener);
+    return e;
+  }
+  if (handle_signals) {
+    g_signalled = false;
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { g_signalled = true; };
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+  }
+  // One poll loop: commands from all clients run one at a time, as on a bus.
+  std::map<int, Bytes> clients;  // fd -> bytes received so far
+  while (!(handle_signals && g_signalled) && !(stop && stop())) {
+    std::vector<pollfd> fds = {{listener, POLLIN, 0}};
+    for (const auto& [fd, _] : clients) fds.push_back({fd, POLLIN, 0});
+    int n = ::poll(fds.data(), fds.size(), 200);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    if ((fds[0].revents & POLLIN) != 0) {
+      int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c >= 0) clients[c] = {};
+    }
+    for (size_t i = 1; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      int fd = fds[i].fd;
+      uint8_t buf[4096];
+      ssize_t got = ::recv(fd, buf, sizeof buf, 0);
+      if (got <= 0) {
+        ::close(fd);
+        clients.erase(fd);
+        continue;
+      }
+      Bytes& pending = clients[fd];
+      pending.insert(pending.end(), buf, buf + got);
+      bool drop = false;
+      while (pending.size() >= 4) {
+        size_t len = static_cast<size_t>(pending[0]) << 24 | static_cast<size_t>(pending[1]) << 16 |
+                     static_cast<size_t>(pending[2]) << 8 | pending[3];
+        if (len > kMaxFrame) {
+          drop = true;  // a client that breaks the framing loses its connection
+          break;
+        }
+        if (pending.size() < 4 + len) break;
+        Bytes answer = chip->Process(ByteView(pending).subspan(4, len));
+        pending.erase(pending.begin(), pending.begin() + static_cast<long>(4 + len));
+        if (!SendAll(fd, Frame(answer)).ok()) {
+          drop = true;
+          break;
+        }
+      }
+      if (drop) {
+        ::close(fd);
+        clients.erase(fd);
+      }
+    }
+  }
+  for (const auto& [fd, _] : clients) ::close(fd);
+  ::close(listener);
+  ::unlink(socket_path.c_str());
+  return {};
+}
+
+}  // namespace devid::se

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Integration test of `devid se` against real peers: OpenSSL verifies what the
+# chip signs and computes the other side of the chip's ECDH; the same commands
+# run over the `devid se run` socket daemon; bad input and a tampered image
+# give one-line errors.
+# Usage: se_cli_test.sh PATH/TO/devid
+set -euo pipefail
+DEVID=$(realpath "$1")
+T=$(mktemp -d)
+DAEMON=""
+cleanup() {
+  [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+cd "$T"
+FAILS=0
+CHECKS=0
+pass() { CHECKS=$((CHECKS + 1)); echo "ok - $1"; }
+fail() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "FAIL - $1"; [ $# -gt 1 ] && printf '#   %s\n' "${@:2}"; }
+ok() { local d=$1; shift; if out=$("$@" 2>&1); then pass "$d"; else fail "$d" "$*" "$out"; fi; }
+# err DESC PATTERN CMD...: exit != 0, one stderr line "devid: error: ..." matching PATTERN
+err() {
+  local d=$1 re=$2; shift 2
+  local rc=0
+  "$@" >"$T/.out" 2>"$T/.err" || rc=$?
+  if ((rc != 0)) && [ "$(grep -c '' "$T/.err")" = 1 ] && grep -Eq "^devid: error: .*($re)" "$T/.err"; then
+    pass "$d"
+  else
+    fail "$d" "exit $rc" "$(cat "$T/.err")"
+  fi
+}
+
+ok "create a chip" "$DEVID" se create --image chip.img --serial SN-TEST-1 --pin 246810
+ok "info" "$DEVID" se info --image chip.img
+grep -q 'manufacturing' <<<"$("$DEVID" se info --image chip.img)" && pass "a new chip is in manufacturing" || fail "a new chip is in manufacturing"
+ok "keygen P-256 in slot 0" "$DEVID" se keygen --image chip.img --slot 0
+ok "keygen P-384 in slot 1, PIN-protected" "$DEVID" se keygen --image chip.img --slot 1 --curve P-384 --pin-protected
+ok "pubkey slot 0" "$DEVID" se pubkey --image chip.img --slot 0 --out p256.pem
+ok "pubkey slot 1" "$DEVID" se pubkey --image chip.img --slot 1 --out p384.pem
+openssl pkey -pubin -in p384.pem -noout -text 2>/dev/null | grep -q 'NIST CURVE: P-384' && pass "slot 1 holds a P-384 key" || fail "slot 1 holds a P-384 key"
+head -c 5000 /dev/urandom >msg.bin
+ok "sign with slot 0" "$DEVID" se sign --image chip.img --slot 0 --in msg.bin --out sig0.der
+grep -q 'Verified OK' <<<"$(openssl dgst -sha256 -verify p256.pem -signature sig0.der msg.bin 2>&1)" \
+  && pass "openssl dgst -verify accepts the chip's P-256 signature" || fail "openssl dgst -verify accepts the chip's P-256 signature"
+err "sign with a PIN-protected key and no PIN" 'security status not satisfied' \
+  "$DEVID" se sign --image chip.img --slot 1 --in msg.bin --out sig1.der
+ok "sign with the PIN" "$DEVID" se sign --image chip.img --slot 1 --pin 246810 --in msg.bin --out sig1.der
+grep -q 'Verified OK' <<<"$(openssl dgst -sha256 -verify p384.pem -signature sig1.der msg.bin 2>&1)" \
+  && pass "openssl dgst -verify accepts the chip's P-384 signature" || fail "openssl dgst -verify accepts the chip's P-384 signature"
+ok "the chip verifies a signature" "$DEVID" se verify --image chip.img --pubkey p256.pem --in msg.bin --sig sig0.der
+echo tampered >>msg.bin
+err "the chip refuses a signature over other data" 'does not verify' \
+  "$DEVID" se verify --image chip.img --pubkey p256.pem --in msg.bin --sig sig0.der
+
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out peer.key 2>/dev/null
+openssl pkey -in peer.key -pubout -out peer.pem 2>/dev/null
+ok "ECDH in the chip" "$DEVID" se ecdh --image chip.img --slot 0 --peer peer.pem --out chip.secret
+openssl pkeyutl -derive -inkey peer.key -peerkey p256.pem -out openssl.secret 2>/dev/null
+cmp -s chip.secret openssl.secret && pass "the chip's ECDH secret equals OpenSSL's" || fail "the chip's ECDH secret equals OpenSSL's"
+err "ECDH with a P-384 peer against a P-256 key" 'wrong data' \
+  "$DEVID" se ecdh --image chip.img --slot 0 --peer p384.pem --out bad.secret
+
+R1=$("$DEVID" se random --image chip.img --bytes 32)
+R2=$("$DEVID" se random --image chip.img --bytes 32)
+[[ $R1 =~ ^[0-9A-F]{64}$ && $R1 != "$R2" ]] && pass "random: 32 fresh bytes each time" || fail "random: 32 fresh bytes each time" "$R1" "$R2"
+
+printf 'issuing CA key' >ca.bin
+ok "file write (created on first write)" "$DEVID" se file write --image chip.img --id 1001 --in ca.bin --write never
+ok "file read" "$DEVID" se file read --image chip.img --id 1001 --out ca.out
+cmp -s ca.bin ca.out && pass "file content round-trips" || fail "file content round-trips"
+grep -q '^1001 ' <<<"$("$DEVID" se file list --image chip.img)" && pass "file list shows 1001" || fail "file list shows 1001"
+ok "lifecycle -> personalised" "$DEVID" se lifecycle --image chip.img --set personalised
+ok "lifecycle -> operational" "$DEVID" se lifecycle --image chip.img --set operational
+err "lifecycle cannot go back" 'conditions not satisfied' "$DEVID" se lifecycle --image chip.img --set personalised --pin 246810
+err "a 'never'-write file is locked once operational" 'security status not satisfied' \
+  "$DEVID" se file write --image chip.img --id 1001 --in msg.bin --pin 246810
+
+err "wrong PIN reports the tries left" 'wrong PIN, 2 tries left' "$DEVID" se info --image chip.img --pin 000000
+err "both --image and --socket" 'exactly one' "$DEVID" se info --image chip.img --socket x.sock
+err "a missing image" 'no chip image' "$DEVID" se info --image nothing.img
+
+# The same chip over the socket daemon.
+"$DEVID" se run --image chip.img --socket "$T/chip.sock" 2>/dev/null &
+DAEMON=$!
+for _ in $(seq 50); do [ -S "$T/chip.sock" ] && break; sleep 0.1; done
+ok "info over the socket" "$DEVID" se info --socket "$T/chip.sock"
+ok "sign over the socket" "$DEVID" se sign --socket "$T/chip.sock" --slot 0 --in ca.bin --out sock.der
+grep -q 'Verified OK' <<<"$(openssl dgst -sha256 -verify p256.pem -signature sock.der ca.bin 2>&1)" \
+  && pass "a signature made over the socket verifies" || fail "a signature made over the socket verifies"
+# Two clients at once: commands are serialised by the daemon.
+"$DEVID" se random --socket "$T/chip.sock" --bytes 64 >r1 & C1=$!
+"$DEVID" se random --socket "$T/chip.sock" --bytes 64 >r2 & C2=$!
+wait $C1 && wait $C2 && [ -s r1 ] && [ -s r2 ] && pass "two concurrent socket clients are served" || fail "two concurrent socket clients are served"
+kill -TERM "$DAEMON"
+wait "$DAEMON" && pass "the daemon exits cleanly on SIGTERM" || fail "the daemon exits cleanly on SIGTERM"
+DAEMON=""
+[ ! -e "$T/chip.sock" ] && pass "the daemon removed its socket" || fail "the daemon removed its socket"
+
+# Tamper: one flipped byte in the image.
+python3 - chip.img <<'PY'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+b[len(b) // 2] ^= 0x10
+open(p, 'wb').write(bytes(b))
+PY
+grep -q 'TAMPER' <<<"$("$DEVID" se info --image chip.img)" && pass "info reports the tamper state" || fail "info reports the tamper state"
+err "a tampered chip refuses to sign" 'tamper detected' "$DEVID" se sign --image chip.img --slot 0 --in ca.bin --out t.der
+ok "a tampered chip can be terminated" "$DEVID" se lifecycle --image chip.img --set terminated
+grep -q 'terminated' <<<"$("$DEVID" se info --image chip.img)" && pass "the chip is terminated" || fail "the chip is terminated"
+err "a terminated chip answers nothing secret" 'conditions not satisfied' \
+  "$DEVID" se pubkey --image chip.img --slot 0 --out x.pem
+
+echo
+if ((FAILS == 0)); then echo "# all $CHECKS checks passed"; exit 0; fi
+echo "# $FAILS of $CHECKS checks FAILED"
+exit 1
