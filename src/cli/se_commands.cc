@@ -17,16 +17,42 @@ struct ChipOptions {
   std::string image;
   std::string socket;
   std::string pin;
+  std::string log;
+  bool latency = false;
 };
+
+// The chip's command log goes to a file (appended) or to stderr ("-").
+std::function<void(se::SecureElement&)> ChipSetup(const std::string& log, bool latency) {
+  return [log, latency](se::SecureElement& chip) {
+    chip.SetLatencyModel(latency);
+    if (log.empty()) return;
+    auto sink = log == "-" ? std::shared_ptr<std::ostream>(&std::cerr, [](std::ostream*) {})
+                           : std::make_shared<std::ofstream>(log, std::ios::app);
+    chip.SetCommandLog([sink](const std::string& line) { *sink << line << std::endl; });
+  };
+}
+
+void AddChipSetupOptions(CLI::App* c, std::string& log, bool& latency) {
+  c->add_option("--log", log,
+                "Append the chip's command log (one line a command) to FILE, or - for stderr");
+  c->add_flag("--latency", latency,
+              "Model a real chip's command times (sign 115 ms, verify 105 ms, ...)");
+}
 
 void AddChipOptions(CLI::App* c, ChipOptions& o) {
   c->add_option("--image", o.image, "Chip image file (the chip runs in this process)");
   c->add_option("--socket", o.socket, "Socket of a `devid se run` daemon");
   c->add_option("--pin", o.pin, "User PIN, presented before the command (AUTHENTICATE)");
+  AddChipSetupOptions(c, o.log, o.latency);
 }
 
 Result<se::ChipClient> Connect(const ChipOptions& o) {
-  DEVID_ASSIGN_OR_RETURN(se::ChipClient client, se::ChipClient::Open(o.image, o.socket));
+  if (!o.socket.empty() && (!o.log.empty() || o.latency)) {
+    return MakeError(ErrorCode::kInvalidInput,
+                     "--log and --latency belong to `devid se run` when using --socket");
+  }
+  DEVID_ASSIGN_OR_RETURN(se::ChipClient client,
+                         se::ChipClient::Open(o.image, o.socket, ChipSetup(o.log, o.latency)));
   if (!o.pin.empty()) DEVID_TRY(client.Authenticate(o.pin));
   return client;
 }
@@ -363,16 +389,19 @@ void AddSeCommands(CLI::App& app, GlobalOptions& g) {
   }
   {
     struct Opts {
-      std::string image, socket;
+      std::string image, socket, log;
+      bool latency = false;
     };
     auto o = std::make_shared<Opts>();
     CLI::App* c =
         se->add_subcommand("run", "Serve a chip on a Unix socket (the device's bus) until SIGTERM");
     c->add_option("--image", o->image, "Chip image file")->required();
     c->add_option("--socket", o->socket, "Socket path to listen on")->required();
+    AddChipSetupOptions(c, o->log, o->latency);
     c->callback([o, &g] {
       Run(g, [&]() -> Status {
         DEVID_ASSIGN_OR_RETURN(auto chip, se::SecureElement::Open(o->image));
+        ChipSetup(o->log, o->latency)(*chip);
         std::cerr << "devid se: serving " << o->image << " on " << o->socket << "\n";
         return se::ServeChip(std::move(chip), o->socket, true);
       });

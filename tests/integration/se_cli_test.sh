@@ -80,14 +80,21 @@ err "wrong PIN reports the tries left" 'wrong PIN, 2 tries left' "$DEVID" se inf
 err "both --image and --socket" 'exactly one' "$DEVID" se info --image chip.img --socket x.sock
 err "a missing image" 'no chip image' "$DEVID" se info --image nothing.img
 
-# The same chip over the socket daemon.
-"$DEVID" se run --image chip.img --socket "$T/chip.sock" 2>/dev/null &
+# The command log shows what the chip did, one line a command.
+ok "sign with the command log on" "$DEVID" se sign --image chip.img --slot 0 --in ca.bin --out logged.der --log cmd.log
+grep -Eq '^SIGN slot=0 sw=9000 us=[0-9]+$' cmd.log && pass "the command log records SIGN slot=0 sw=9000" \
+  || fail "the command log records SIGN slot=0 sw=9000" "$(cat cmd.log)"
+
+# The same chip over the socket daemon (with its command log).
+"$DEVID" se run --image chip.img --socket "$T/chip.sock" --log "$T/daemon.log" 2>/dev/null &
 DAEMON=$!
 for _ in $(seq 50); do [ -S "$T/chip.sock" ] && break; sleep 0.1; done
 ok "info over the socket" "$DEVID" se info --socket "$T/chip.sock"
 ok "sign over the socket" "$DEVID" se sign --socket "$T/chip.sock" --slot 0 --in ca.bin --out sock.der
 grep -q 'Verified OK' <<<"$(openssl dgst -sha256 -verify p256.pem -signature sock.der ca.bin 2>&1)" \
   && pass "a signature made over the socket verifies" || fail "a signature made over the socket verifies"
+grep -q '^SIGN slot=0 sw=9000' "$T/daemon.log" && pass "the daemon's command log records the SIGN" \
+  || fail "the daemon's command log records the SIGN"
 # Two clients at once: commands are serialised by the daemon.
 "$DEVID" se random --socket "$T/chip.sock" --bytes 64 >r1 & C1=$!
 "$DEVID" se random --socket "$T/chip.sock" --bytes 64 >r2 & C2=$!

@@ -2,6 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
 #include "crypto/aead.h"
 
 namespace devid::se {
@@ -224,7 +228,114 @@ Bytes SecureElement::Process(ByteView raw) {
   return Process(*command).Encode();
 }
 
+std::string InstructionName(uint8_t ins) {
+  switch (static_cast<Ins>(ins)) {
+    case Ins::kGetInfo:
+      return "GET_INFO";
+    case Ins::kGetRandom:
+      return "GET_RANDOM";
+    case Ins::kGenerateKeyPair:
+      return "GENERATE_KEY_PAIR";
+    case Ins::kReadPublicKey:
+      return "READ_PUBLIC_KEY";
+    case Ins::kSign:
+      return "SIGN";
+    case Ins::kVerifySignature:
+      return "VERIFY_SIGNATURE";
+    case Ins::kEcdh:
+      return "ECDH";
+    case Ins::kCreateFile:
+      return "CREATE_FILE";
+    case Ins::kReadFile:
+      return "READ_FILE";
+    case Ins::kWriteFile:
+      return "WRITE_FILE";
+    case Ins::kListFiles:
+      return "LIST_FILES";
+    case Ins::kSha256:
+      return "SHA256";
+    case Ins::kCounter:
+      return "COUNTER";
+    case Ins::kAuthenticate:
+      return "AUTHENTICATE";
+    case Ins::kSetLifecycle:
+      return "SET_LIFECYCLE";
+  }
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "INS_%02X", ins);
+  return buf;
+}
+
+int SecureElement::ModelledLatencyMs(Ins ins) {
+  switch (ins) {
+    case Ins::kSign:
+      return 115;
+    case Ins::kVerifySignature:
+      return 105;
+    case Ins::kEcdh:
+      return 75;
+    case Ins::kGenerateKeyPair:
+      return 115;
+    case Ins::kGetRandom:
+      return 5;
+    default:
+      return 2;
+  }
+}
+
+namespace {
+// What the log says about a command's target: slot, file or counter, never data.
+std::string Target(const ApduCommand& c) {
+  char buf[48];
+  switch (static_cast<Ins>(c.ins)) {
+    case Ins::kGenerateKeyPair:
+    case Ins::kReadPublicKey:
+    case Ins::kSign:
+    case Ins::kEcdh:
+      std::snprintf(buf, sizeof buf, " slot=%s",
+                    c.p1 == kVolatileSlot ? "volatile" : std::to_string(c.p1).c_str());
+      return buf;
+    case Ins::kVerifySignature:
+      return c.p1 == 0x01 && c.data.size() >= 2
+                 ? " key=file:" + HexEncode(ByteView(c.data).first(2))
+                 : " key=supplied";
+    case Ins::kCreateFile:
+    case Ins::kReadFile:
+    case Ins::kWriteFile:
+      std::snprintf(buf, sizeof buf, " file=%02X%02X", c.p1, c.p2);
+      return buf;
+    case Ins::kCounter:
+      std::snprintf(buf, sizeof buf, " counter=%d%s", c.p1, c.p2 == 1 ? " increment" : "");
+      return buf;
+    case Ins::kGetRandom:
+      return " le=" + std::to_string(c.le);
+    case Ins::kSetLifecycle:
+      return " target=" + std::to_string(c.p1);
+    default:
+      return "";
+  }
+}
+}  // namespace
+
 ApduResponse SecureElement::Process(const ApduCommand& c) {
+  auto start = std::chrono::steady_clock::now();
+  ApduResponse r = Dispatch(c);
+  if (latency_) {
+    std::this_thread::sleep_until(
+        start + std::chrono::milliseconds(ModelledLatencyMs(static_cast<Ins>(c.ins))));
+  }
+  if (log_) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::steady_clock::now() - start)
+                  .count();
+    char sw[8];
+    std::snprintf(sw, sizeof sw, "%04X", r.sw);
+    log_(InstructionName(c.ins) + Target(c) + " sw=" + sw + " us=" + std::to_string(us));
+  }
+  return r;
+}
+
+ApduResponse SecureElement::Dispatch(const ApduCommand& c) {
   if (c.cla != kCla) return Sw(StatusWord::kClaNotSupported);
   auto ins = static_cast<Ins>(c.ins);
   if (tampered_) {

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -73,6 +74,17 @@ class SecureElement {
 
   bool tampered() const { return tampered_; }
 
+  // One line per command: "GET_RANDOM le=32 sw=9000 us=41" (what the chip did,
+  // never the data). Tests and users read it to see the chip's part in a flow.
+  using CommandLog = std::function<void(const std::string& line)>;
+  void SetCommandLog(CommandLog log) { log_ = std::move(log); }
+
+  // Optional per-command delays modelled on a comparable chip's published
+  // maximums (sign 115 ms, verify 105 ms, ECDH 75 ms, key generation 115 ms,
+  // random 5 ms, others 2 ms); off by default.
+  void SetLatencyModel(bool enabled) { latency_ = enabled; }
+  static int ModelledLatencyMs(Ins ins);
+
  private:
   struct KeySlot {
     crypto::KeyType curve = crypto::KeyType::kEcP256;
@@ -107,6 +119,7 @@ class SecureElement {
   bool Allowed(uint8_t ac) const { return ac == 0x00 || (ac == 0x01 && pin_verified_); }
   Result<crypto::PrivateKey> LoadKey(uint8_t slot, StatusWord* sw) const;
 
+  ApduResponse Dispatch(const ApduCommand& command);
   ApduResponse GetInfo() const;
   ApduResponse GetRandom(const ApduCommand& c);
   ApduResponse GenerateKeyPair(const ApduCommand& c);
@@ -129,6 +142,11 @@ class SecureElement {
   bool tampered_ = false;
   bool pin_verified_ = false;
   std::optional<KeySlot> volatile_slot_;
+  CommandLog log_;
+  bool latency_ = false;
 };
+
+// The command's name as the log writes it ("SIGN"), or "INS_XX".
+std::string InstructionName(uint8_t ins);
 
 }  // namespace devid::se

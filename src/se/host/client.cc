@@ -108,7 +108,8 @@ Result<Bytes> SocketTransport::Transmit(ByteView command) {
   return out;
 }
 
-Result<ChipClient> ChipClient::Open(const std::string& image, const std::string& socket) {
+Result<ChipClient> ChipClient::Open(const std::string& image, const std::string& socket,
+                                    const std::function<void(SecureElement&)>& configure) {
   if (image.empty() == socket.empty()) {
     return MakeError(ErrorCode::kInvalidInput, "give exactly one of --image FILE or --socket PATH");
   }
@@ -117,6 +118,7 @@ Result<ChipClient> ChipClient::Open(const std::string& image, const std::string&
     return ChipClient(std::move(t));
   }
   DEVID_ASSIGN_OR_RETURN(std::unique_ptr<SecureElement> chip, SecureElement::Open(image));
+  if (configure) configure(*chip);
   return ChipClient(std::make_unique<InProcessTransport>(std::move(chip)));
 }
 

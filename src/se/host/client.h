@@ -5,8 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,8 +74,10 @@ class ChipClient {
  public:
   explicit ChipClient(std::unique_ptr<Transport> transport) : transport_(std::move(transport)) {}
 
-  // "image=PATH" opens the chip in-process, "socket=PATH" connects to a daemon.
-  static Result<ChipClient> Open(const std::string& image, const std::string& socket);
+  // Opens the chip in-process (image) or connects to a daemon (socket);
+  // `configure` sets up an in-process chip (command log, latency model).
+  static Result<ChipClient> Open(const std::string& image, const std::string& socket,
+                                 const std::function<void(SecureElement&)>& configure = {});
 
   Result<ChipInfo> GetInfo();
   Result<Bytes> GetRandom(size_t count);

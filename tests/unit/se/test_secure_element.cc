@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include "core/file.h"
@@ -271,6 +272,38 @@ TEST(Apdu, ShortAndExtendedEncodingsRoundTrip) {
   EXPECT_FALSE(ApduCommand::Parse(Bytes{0x80, 0x2A, 0}).ok());
   EXPECT_FALSE(ApduCommand::Parse(Bytes{0x80, 0x2A, 0, 0, 0, 0}).ok());
   EXPECT_EQ(StatusWordText(0x63C1), "63C1 (wrong PIN, 1 tries left)");
+}
+
+}  // namespace
+}  // namespace devid::se
+
+namespace devid::se {
+namespace {
+
+TEST_F(ChipTest, CommandLogNamesEachCommandItsTargetAndStatusButNoData) {
+  std::vector<std::string> lines;
+  chip_->SetCommandLog([&](const std::string& line) { lines.push_back(line); });
+  ASSERT_EQ(Send(Ins::kGenerateKeyPair, kVolatileSlot, 0x01).sw, kOk);
+  Send(Ins::kSign, 4, 0, Bytes(32, 0xEE));
+  Send(Ins::kGetRandom, 0, 0, {}, 16);
+  Send(Ins::kAuthenticate, 0x01, 0, Bytes{'9', '8', '7', '6'});
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[0].rfind("GENERATE_KEY_PAIR slot=volatile sw=9000 us=", 0), 0u) << lines[0];
+  EXPECT_EQ(lines[1].rfind("SIGN slot=4 sw=6A82 us=", 0), 0u) << lines[1];
+  EXPECT_EQ(lines[2].rfind("GET_RANDOM le=16 sw=9000", 0), 0u) << lines[2];
+  EXPECT_EQ(lines[3].rfind("AUTHENTICATE sw=63C2", 0), 0u) << lines[3];
+  for (const auto& l : lines) EXPECT_EQ(l.find("9876"), std::string::npos);  // no PIN, no data
+}
+
+TEST_F(ChipTest, LatencyModelDelaysCommandsAtLeastByTheModel) {
+  EXPECT_EQ(SecureElement::ModelledLatencyMs(Ins::kSign), 115);
+  EXPECT_EQ(SecureElement::ModelledLatencyMs(Ins::kEcdh), 75);
+  ASSERT_EQ(Send(Ins::kGenerateKeyPair, 0, 0x01).sw, kOk);
+  chip_->SetLatencyModel(true);
+  // A lower bound only: sleeping never ends early, so this cannot flake.
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(Send(Ins::kSign, 0, 0, Bytes(32, 1)).sw, kOk);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(115));
 }
 
 }  // namespace
