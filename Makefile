@@ -19,6 +19,7 @@ test: build
 
 bench: build
 	@build/bench/devid_bench
+	@build/bench/devid_bench_se
 
 format:
 	@find src tests bench fuzz -name '*.h' -o -name '*.cc' | xargs clang-format -i

@@ -151,7 +151,7 @@ Result<SecureElement::State> SecureElement::Deserialize(ByteView bytes) {
       auto curve = CurveFromByte(v.at("curve").get<uint8_t>());
       if (!curve) return MakeError(ErrorCode::kTamper, "bad slot curve");
       DEVID_ASSIGN_OR_RETURN(Bytes der, HexDecode(v.at("key").get<std::string>()));
-      KeySlot slot{*curve, v.at("pin").get<bool>(), SecretBytes(der)};
+      KeySlot slot{*curve, v.at("pin").get<bool>(), SecretBytes(der), nullptr};
       SecureZero(der.data(), der.size());
       s.slots[std::stoi(key)] = std::move(slot);
     }
@@ -178,8 +178,9 @@ SecureElement::State SecureElement::Copy(const State& s) {
   c.pin_salt = s.pin_salt;
   c.pin_hash = s.pin_hash;
   c.pin_tries = s.pin_tries;
-  for (const auto& [id, k] : s.slots)
-    c.slots[id] = KeySlot{k.curve, k.needs_pin, SecretBytes(k.pkcs8.view())};
+  for (const auto& [id, k] : s.slots) {
+    c.slots[id] = KeySlot{k.curve, k.needs_pin, SecretBytes(k.pkcs8.view()), k.decoded};
+  }
   c.files = s.files;
   c.counters = s.counters;
   return c;
@@ -201,7 +202,8 @@ size_t SecureElement::UsedNvm(const State& s) const {
   return used;
 }
 
-Result<crypto::PrivateKey> SecureElement::LoadKey(uint8_t slot, StatusWord* sw) const {
+Result<std::shared_ptr<const crypto::PrivateKey>> SecureElement::LoadKey(uint8_t slot,
+                                                                         StatusWord* sw) const {
   const KeySlot* k = nullptr;
   if (slot == kVolatileSlot) {
     if (volatile_slot_) k = &*volatile_slot_;
@@ -217,9 +219,15 @@ Result<crypto::PrivateKey> SecureElement::LoadKey(uint8_t slot, StatusWord* sw) 
     *sw = StatusWord::kSecurityNotSatisfied;
     return MakeError(ErrorCode::kAuth, "PIN required");
   }
-  auto key = crypto::PrivateKey::FromPkcs8Der(k->pkcs8.view());
-  if (!key.ok()) *sw = StatusWord::kInternal;
-  return key;
+  if (!k->decoded) {
+    auto key = crypto::PrivateKey::FromPkcs8Der(k->pkcs8.view());
+    if (!key.ok()) {
+      *sw = StatusWord::kInternal;
+      return key.error();
+    }
+    k->decoded = std::make_shared<const crypto::PrivateKey>(std::move(key).value());
+  }
+  return k->decoded;
 }
 
 Bytes SecureElement::Process(ByteView raw) {
@@ -429,7 +437,8 @@ ApduResponse SecureElement::GenerateKeyPair(const ApduCommand& c) {
   auto der = key->ToPkcs8Der();
   auto point = key->PublicPoint();
   if (!der.ok() || !point.ok()) return Sw(StatusWord::kInternal);
-  KeySlot slot{*curve, needs_pin, SecretBytes(*der)};
+  KeySlot slot{*curve, needs_pin, SecretBytes(*der),
+               std::make_shared<const crypto::PrivateKey>(std::move(key).value())};
   SecureZero(der->data(), der->size());
   if (!persistent) {
     volatile_slot_ = std::move(slot);
@@ -464,7 +473,7 @@ ApduResponse SecureElement::Sign(const ApduCommand& c) {
   StatusWord sw = StatusWord::kOk;
   auto key = LoadKey(c.p1, &sw);
   if (!key.ok()) return Sw(sw);
-  auto sig = crypto::SignDigest(*key, c.data);
+  auto sig = crypto::SignDigest(**key, c.data);
   if (!sig.ok()) return Sw(StatusWord::kInternal);
   return Reply(StatusWord::kOk, std::move(sig).value());
 }
@@ -512,11 +521,11 @@ ApduResponse SecureElement::Ecdh(const ApduCommand& c) {
   StatusWord sw = StatusWord::kOk;
   auto key = LoadKey(c.p1, &sw);
   if (!key.ok()) return Sw(sw);
-  auto curve = key->algorithm().type;
+  auto curve = (*key)->algorithm().type;
   if (!curve) return Sw(StatusWord::kInternal);
   auto peer = crypto::EcPublicKeyFromPoint(*curve, c.data);
   if (!peer.ok()) return Sw(StatusWord::kWrongData);
-  auto secret = crypto::DeriveSharedSecret(*key, peer->get());
+  auto secret = crypto::DeriveSharedSecret(**key, peer->get());
   if (!secret.ok()) return Sw(StatusWord::kWrongData);
   return Reply(StatusWord::kOk, std::move(secret).value());
 }

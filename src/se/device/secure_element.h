@@ -90,6 +90,8 @@ class SecureElement {
     crypto::KeyType curve = crypto::KeyType::kEcP256;
     bool needs_pin = false;
     SecretBytes pkcs8;
+    // The key ready for use, decoded on first use (the chip's working copy).
+    mutable std::shared_ptr<const crypto::PrivateKey> decoded;
   };
   struct File {
     uint16_t max_size = 0;
@@ -117,7 +119,7 @@ class SecureElement {
   StatusWord Commit(State next);
   size_t UsedNvm(const State& state) const;
   bool Allowed(uint8_t ac) const { return ac == 0x00 || (ac == 0x01 && pin_verified_); }
-  Result<crypto::PrivateKey> LoadKey(uint8_t slot, StatusWord* sw) const;
+  Result<std::shared_ptr<const crypto::PrivateKey>> LoadKey(uint8_t slot, StatusWord* sw) const;
 
   ApduResponse Dispatch(const ApduCommand& command);
   ApduResponse GetInfo() const;

@@ -97,15 +97,24 @@ SocketTransport::~SocketTransport() { ::close(fd_); }
 Result<Bytes> SocketTransport::Transmit(ByteView command) {
   if (command.size() > kMaxFrame) return MakeError(ErrorCode::kInvalidInput, "APDU too large");
   DEVID_TRY(SendAll(fd_, Frame(command)));
-  uint8_t header[4];
-  DEVID_TRY(RecvAll(fd_, header, 4));
-  size_t len = static_cast<size_t>(header[0]) << 24 | static_cast<size_t>(header[1]) << 16 |
-               static_cast<size_t>(header[2]) << 8 | header[3];
-  if (len < 2 || len > kMaxFrame)
+  // Usually the whole answer arrives at once: one recv for header and body.
+  Bytes buf(4 + 4096);
+  size_t have = 0;
+  while (have < 4) {
+    ssize_t n = ::recv(fd_, buf.data() + have, buf.size() - have, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) return MakeError(ErrorCode::kIo, "chip socket closed");
+    if (n < 0) return SysError("chip socket read");
+    have += static_cast<size_t>(n);
+  }
+  size_t len = static_cast<size_t>(buf[0]) << 24 | static_cast<size_t>(buf[1]) << 16 |
+               static_cast<size_t>(buf[2]) << 8 | buf[3];
+  if (len < 2 || len > kMaxFrame || have > 4 + len) {
     return MakeError(ErrorCode::kIo, "malformed answer from the chip daemon");
-  Bytes out(len);
-  DEVID_TRY(RecvAll(fd_, out.data(), len));
-  return out;
+  }
+  buf.resize(4 + len);
+  if (have < 4 + len) DEVID_TRY(RecvAll(fd_, buf.data() + have, 4 + len - have));
+  return Bytes(buf.begin() + 4, buf.end());
 }
 
 Result<ChipClient> ChipClient::Open(const std::string& image, const std::string& socket,
