@@ -1,5 +1,9 @@
 #include "crypto/aead.h"
 
+#include <openssl/core_names.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+
 #include <climits>
 
 #include "core/secret.h"
@@ -63,6 +67,35 @@ Result<Bytes> AesGcmOpen(ByteView key, ByteView nonce, ByteView aad, ByteView se
     ClearOpenSslErrors();
     SecureZero(out.data(), out.size());
     return MakeError(ErrorCode::kVerification, "AES-GCM authentication tag does not match");
+  }
+  return out;
+}
+
+Result<Bytes> HkdfSha256(ByteView secret, ByteView salt, ByteView info, size_t length) {
+  UniquePtr<EVP_KDF> kdf(EVP_KDF_fetch(nullptr, "HKDF", nullptr));
+  UniquePtr<EVP_KDF_CTX> ctx(kdf ? EVP_KDF_CTX_new(kdf.get()) : nullptr);
+  if (!ctx) return OpenSslError("fetching HKDF");
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<uint8_t*>(secret.data()),
+                                        secret.size()),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, const_cast<uint8_t*>(salt.data()),
+                                        salt.size()),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<uint8_t*>(info.data()),
+                                        info.size()),
+      OSSL_PARAM_construct_end()};
+  Bytes out(length);
+  if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), params) != 1) return OpenSslError("HKDF");
+  return out;
+}
+
+Result<Bytes> HmacSha256(ByteView key, ByteView data) {
+  Bytes out(32);
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(),
+           out.data(), &len) == nullptr) {
+    return OpenSslError("HMAC-SHA256");
   }
   return out;
 }

@@ -15,4 +15,9 @@ Result<Bytes> AesGcmSeal(ByteView key, ByteView nonce, ByteView aad, ByteView pl
 // Takes ciphertext || tag; kVerification when the tag does not match.
 Result<Bytes> AesGcmOpen(ByteView key, ByteView nonce, ByteView aad, ByteView sealed);
 
+// HKDF (RFC 5869) with SHA-256.
+Result<Bytes> HkdfSha256(ByteView secret, ByteView salt, ByteView info, size_t length);
+// HMAC-SHA256 (challenge-response authentication).
+Result<Bytes> HmacSha256(ByteView key, ByteView data);
+
 }  // namespace devid::crypto

@@ -6,6 +6,7 @@
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/ocsp.h>
 #include <openssl/pkcs12.h>
 #include <openssl/x509.h>
@@ -63,6 +64,8 @@ DEVID_MAKE_DELETER(DIST_POINT, DIST_POINT_free)
 DEVID_MAKE_DELETER(DIST_POINT_NAME, DIST_POINT_NAME_free)
 DEVID_MAKE_DELETER(ACCESS_DESCRIPTION, ACCESS_DESCRIPTION_free)
 DEVID_MAKE_DELETER(EVP_CIPHER_CTX, EVP_CIPHER_CTX_free)
+DEVID_MAKE_DELETER(EVP_KDF, EVP_KDF_free)
+DEVID_MAKE_DELETER(EVP_KDF_CTX, EVP_KDF_CTX_free)
 DEVID_MAKE_DELETER(EVP_MD, EVP_MD_free)
 DEVID_MAKE_DELETER(EVP_MD_CTX, EVP_MD_CTX_free)
 DEVID_MAKE_DELETER(EVP_PKEY, EVP_PKEY_free)

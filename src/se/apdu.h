@@ -53,6 +53,8 @@ enum class Ins : uint8_t {
   kCounter = 0x32,
   kAuthenticate = 0x20,
   kSetLifecycle = 0xF0,
+  kImportKey = 0xDB,
+  kAes = 0x3A,
 };
 
 struct ApduCommand {

@@ -47,7 +47,11 @@ uint16_t FileId(const ApduCommand& c) { return static_cast<uint16_t>(c.p1 << 8 |
 Result<std::unique_ptr<SecureElement>> SecureElement::Create(const std::string& image,
                                                              const std::string& serial,
                                                              const SecretString& pin,
-                                                             std::unique_ptr<NoiseSource> noise) {
+                                                             std::unique_ptr<NoiseSource> noise,
+                                                             ByteView manufacturer_key) {
+  if (!manufacturer_key.empty() && manufacturer_key.size() != 32) {
+    return MakeError(ErrorCode::kInvalidInput, "the manufacturer key must be 32 bytes");
+  }
   if (serial.empty() || serial.size() > 32)
     return MakeError(ErrorCode::kInvalidInput, "chip serial must be 1-32 characters");
   if (pin.reveal().size() < 4 || pin.reveal().size() > 16) {
@@ -59,6 +63,19 @@ Result<std::unique_ptr<SecureElement>> SecureElement::Create(const std::string& 
   state.serial = serial;
   DEVID_ASSIGN_OR_RETURN(state.pin_salt, rng.Generate(16));
   state.pin_hash = PinHash(state.pin_salt, pin.reveal());
+  if (manufacturer_key.empty()) {
+    DEVID_ASSIGN_OR_RETURN(Bytes drawn, rng.Generate(32));
+    state.manufacturer_key = SecretBytes(drawn);
+    SecureZero(drawn.data(), drawn.size());
+  } else {
+    state.manufacturer_key = SecretBytes(manufacturer_key);
+  }
+  // The transport key: whoever personalises the chip wraps imported keys to it.
+  DEVID_ASSIGN_OR_RETURN(crypto::PrivateKey transport,
+                         crypto::PrivateKey::Generate(crypto::KeyType::kEcP256));
+  DEVID_ASSIGN_OR_RETURN(Bytes transport_der, transport.ToPkcs8Der());
+  state.transport = SecretBytes(transport_der);
+  SecureZero(transport_der.data(), transport_der.size());
   DEVID_ASSIGN_OR_RETURN(Bytes sealed, Serialize(state));
   auto nvm = NvmImage::Create(image, sealed);
   SecureZero(sealed.data(), sealed.size());
@@ -109,8 +126,10 @@ Result<Bytes> SecureElement::Serialize(const State& s) {
   j["pin_tries"] = s.pin_tries;
   j["slots"] = json::object();
   for (const auto& [slot, k] : s.slots) {
-    j["slots"][std::to_string(slot)] = {
-        {"curve", CurveByte(k.curve)}, {"pin", k.needs_pin}, {"key", HexEncode(k.pkcs8.view())}};
+    j["slots"][std::to_string(slot)] = {{"curve", CurveByte(k.curve)},
+                                        {"pin", k.needs_pin},
+                                        {"aes", k.aes},
+                                        {"key", HexEncode(k.pkcs8.view())}};
   }
   j["files"] = json::object();
   for (const auto& [id, f] : s.files) {
@@ -121,6 +140,8 @@ Result<Bytes> SecureElement::Serialize(const State& s) {
   }
   j["counters"] = json::object();
   for (const auto& [id, v] : s.counters) j["counters"][std::to_string(id)] = v;
+  j["transport"] = HexEncode(s.transport.view());
+  j["mkey"] = HexEncode(s.manufacturer_key.view());
   std::string text = j.dump();
   Bytes out(text.begin(), text.end());
   SecureZero(text.data(), text.size());
@@ -151,7 +172,8 @@ Result<SecureElement::State> SecureElement::Deserialize(ByteView bytes) {
       auto curve = CurveFromByte(v.at("curve").get<uint8_t>());
       if (!curve) return MakeError(ErrorCode::kTamper, "bad slot curve");
       DEVID_ASSIGN_OR_RETURN(Bytes der, HexDecode(v.at("key").get<std::string>()));
-      KeySlot slot{*curve, v.at("pin").get<bool>(), SecretBytes(der), nullptr};
+      KeySlot slot{*curve, v.at("pin").get<bool>(), SecretBytes(der), nullptr,
+                   v.value("aes", false)};
       SecureZero(der.data(), der.size());
       s.slots[std::stoi(key)] = std::move(slot);
     }
@@ -165,6 +187,12 @@ Result<SecureElement::State> SecureElement::Deserialize(ByteView bytes) {
     }
     for (const auto& [key, v] : j.at("counters").items())
       s.counters[std::stoi(key)] = v.get<uint64_t>();
+    DEVID_ASSIGN_OR_RETURN(Bytes transport, hex(j.at("transport")));
+    s.transport = SecretBytes(transport);
+    SecureZero(transport.data(), transport.size());
+    DEVID_ASSIGN_OR_RETURN(Bytes mkey, hex(j.at("mkey")));
+    s.manufacturer_key = SecretBytes(mkey);
+    SecureZero(mkey.data(), mkey.size());
     return s;
   } catch (const std::exception&) {
     return MakeError(ErrorCode::kTamper, "chip state does not parse");
@@ -179,10 +207,12 @@ SecureElement::State SecureElement::Copy(const State& s) {
   c.pin_hash = s.pin_hash;
   c.pin_tries = s.pin_tries;
   for (const auto& [id, k] : s.slots) {
-    c.slots[id] = KeySlot{k.curve, k.needs_pin, SecretBytes(k.pkcs8.view()), k.decoded};
+    c.slots[id] = KeySlot{k.curve, k.needs_pin, SecretBytes(k.pkcs8.view()), k.decoded, k.aes};
   }
   c.files = s.files;
   c.counters = s.counters;
+  c.transport = SecretBytes(s.transport.view());
+  c.manufacturer_key = SecretBytes(s.manufacturer_key.view());
   return c;
 }
 
@@ -218,6 +248,10 @@ Result<std::shared_ptr<const crypto::PrivateKey>> SecureElement::LoadKey(uint8_t
   if (k->needs_pin && !pin_verified_) {
     *sw = StatusWord::kSecurityNotSatisfied;
     return MakeError(ErrorCode::kAuth, "PIN required");
+  }
+  if (k->aes) {
+    *sw = StatusWord::kConditionsNotSatisfied;
+    return MakeError(ErrorCode::kPolicy, "an AES key cannot sign or agree");
   }
   if (!k->decoded) {
     auto key = crypto::PrivateKey::FromPkcs8Der(k->pkcs8.view());
@@ -268,6 +302,10 @@ std::string InstructionName(uint8_t ins) {
       return "AUTHENTICATE";
     case Ins::kSetLifecycle:
       return "SET_LIFECYCLE";
+    case Ins::kImportKey:
+      return "IMPORT_KEY";
+    case Ins::kAes:
+      return "AES";
   }
   char buf[16];
   std::snprintf(buf, sizeof buf, "INS_%02X", ins);
@@ -300,6 +338,8 @@ std::string Target(const ApduCommand& c) {
     case Ins::kReadPublicKey:
     case Ins::kSign:
     case Ins::kEcdh:
+    case Ins::kImportKey:
+    case Ins::kAes:
       std::snprintf(buf, sizeof buf, " slot=%s",
                     c.p1 == kVolatileSlot ? "volatile" : std::to_string(c.p1).c_str());
       return buf;
@@ -388,6 +428,10 @@ ApduResponse SecureElement::Dispatch(const ApduCommand& c) {
       return Authenticate(c);
     case Ins::kSetLifecycle:
       return SetLifecycle(c);
+    case Ins::kImportKey:
+      return ImportKey(c);
+    case Ins::kAes:
+      return Aes(c);
   }
   return Sw(StatusWord::kInsNotSupported);
 }
@@ -418,7 +462,9 @@ ApduResponse SecureElement::GetRandom(const ApduCommand& c) {
 ApduResponse SecureElement::GenerateKeyPair(const ApduCommand& c) {
   bool persistent = c.p1 < kPersistentSlots;
   if (!persistent && c.p1 != kVolatileSlot) return Sw(StatusWord::kWrongP1P2);
-  auto curve = CurveFromByte(c.p2 & 0x7F);
+  bool aes = (c.p2 & 0x7F) == 0x10;
+  auto curve =
+      aes ? std::optional<crypto::KeyType>(crypto::KeyType::kEcP256) : CurveFromByte(c.p2 & 0x7F);
   if (!curve) return Sw(StatusWord::kWrongP1P2);
   bool needs_pin = (c.p2 & 0x80) != 0;
   if (persistent) {
@@ -432,13 +478,27 @@ ApduResponse SecureElement::GenerateKeyPair(const ApduCommand& c) {
   }
   // Key generation draws on the health-tested source; a failed source fails it.
   if (!rng_ || !rng_->Generate(32).ok()) return Sw(StatusWord::kRandomFailure);
+  if (aes) {
+    // An AES-256 key straight from the TRNG.
+    auto secret = rng_->Generate(32);
+    if (!secret.ok()) return Sw(StatusWord::kRandomFailure);
+    KeySlot slot{*curve, needs_pin, SecretBytes(*secret), nullptr, true};
+    SecureZero(secret->data(), secret->size());
+    if (!persistent) {
+      volatile_slot_ = std::move(slot);
+      return Sw(StatusWord::kOk);
+    }
+    State next = Copy(state_);
+    next.slots[c.p1] = std::move(slot);
+    return Sw(Commit(std::move(next)));
+  }
   auto key = crypto::PrivateKey::Generate(*curve);
   if (!key.ok()) return Sw(StatusWord::kInternal);
   auto der = key->ToPkcs8Der();
   auto point = key->PublicPoint();
   if (!der.ok() || !point.ok()) return Sw(StatusWord::kInternal);
   KeySlot slot{*curve, needs_pin, SecretBytes(*der),
-               std::make_shared<const crypto::PrivateKey>(std::move(key).value())};
+               std::make_shared<const crypto::PrivateKey>(std::move(key).value()), false};
   SecureZero(der->data(), der->size());
   if (!persistent) {
     volatile_slot_ = std::move(slot);
@@ -452,6 +512,14 @@ ApduResponse SecureElement::GenerateKeyPair(const ApduCommand& c) {
 }
 
 ApduResponse SecureElement::ReadPublicKey(const ApduCommand& c) {
+  if (c.p1 == 0xFE) {
+    auto transport = crypto::PrivateKey::FromPkcs8Der(state_.transport.view());
+    auto point = transport.ok() ? transport->PublicPoint() : Result<Bytes>(transport.error());
+    if (!point.ok()) return Sw(StatusWord::kInternal);
+    Bytes out = {0x01};
+    out.insert(out.end(), point->begin(), point->end());
+    return Reply(StatusWord::kOk, out);
+  }
   const KeySlot* k = nullptr;
   if (c.p1 == kVolatileSlot) {
     if (volatile_slot_) k = &*volatile_slot_;
@@ -459,6 +527,7 @@ ApduResponse SecureElement::ReadPublicKey(const ApduCommand& c) {
     k = &it->second;
   }
   if (k == nullptr) return Sw(StatusWord::kNotFound);
+  if (k->aes) return Sw(StatusWord::kConditionsNotSatisfied);  // a secret key has no public part
   auto key = crypto::PrivateKey::FromPkcs8Der(k->pkcs8.view());
   if (!key.ok()) return Sw(StatusWord::kInternal);
   auto point = key->PublicPoint();
@@ -598,6 +667,35 @@ ApduResponse SecureElement::Counter(const ApduCommand& c) {
 }
 
 ApduResponse SecureElement::Authenticate(const ApduCommand& c) {
+  if (c.p1 == 0x02) {
+    if (c.p2 == 0x00) {
+      if (!rng_) return Sw(StatusWord::kRandomFailure);
+      auto challenge = rng_->Generate(16);
+      if (!challenge.ok()) return Sw(StatusWord::kRandomFailure);
+      challenge_ = *challenge;
+      return Reply(StatusWord::kOk, std::move(challenge).value());
+    }
+    if (c.p2 != 0x01) return Sw(StatusWord::kWrongP1P2);
+    if (challenge_.empty()) return Sw(StatusWord::kConditionsNotSatisfied);
+    auto expected = crypto::HmacSha256(state_.manufacturer_key.view(), challenge_);
+    challenge_.clear();  // one answer per challenge
+    manufacturer_verified_ = expected.ok() && crypto::ConstantTimeEquals(*expected, c.data);
+    return Sw(manufacturer_verified_ ? StatusWord::kOk : StatusWord::kSecurityNotSatisfied);
+  }
+  if (c.p1 == 0x03) {
+    if (!manufacturer_verified_) return Sw(StatusWord::kSecurityNotSatisfied);
+    if (c.data.size() < 4 || c.data.size() > 16) return Sw(StatusWord::kWrongLength);
+    State next = Copy(state_);
+    auto salt = rng_ ? rng_->Generate(16) : Result<Bytes>(MakeError(ErrorCode::kCrypto, "no RNG"));
+    if (!salt.ok()) return Sw(StatusWord::kRandomFailure);
+    next.pin_salt = *salt;
+    next.pin_hash =
+        PinHash(next.pin_salt,
+                std::string_view(reinterpret_cast<const char*>(c.data.data()), c.data.size()));
+    next.pin_tries = kPinTries;
+    pin_verified_ = false;
+    return Sw(Commit(std::move(next)));
+  }
   if (c.p1 != 0x01) return Sw(StatusWord::kWrongP1P2);
   if (state_.pin_tries <= 0) return Sw(StatusWord::kAuthenticationBlocked);
   std::string pin(c.data.begin(), c.data.end());
@@ -646,10 +744,92 @@ ApduResponse SecureElement::SetLifecycle(const ApduCommand& c) {
     next.files.clear();
     next.pin_hash.clear();
     next.pin_tries = 0;
+    next.transport = SecretBytes();
+    next.manufacturer_key = SecretBytes();
     volatile_slot_.reset();
   }
   pin_verified_ = false;
   return Sw(Commit(std::move(next)));
+}
+
+}  // namespace devid::se
+
+namespace devid::se {
+
+ApduResponse SecureElement::ImportKey(const ApduCommand& c) {
+  // seed fig. 2 step 5: keys made outside the chip enter only while it is being personalised.
+  if (state_.lifecycle != Lifecycle::kManufacturing &&
+      state_.lifecycle != Lifecycle::kPersonalised) {
+    return Sw(StatusWord::kConditionsNotSatisfied);
+  }
+  if (c.p1 >= kPersistentSlots || (c.p2 & 0x7F) != 0) return Sw(StatusWord::kWrongP1P2);
+  constexpr size_t kPoint = 65;
+  if (c.data.size() < kPoint + crypto::kAesGcmNonceSize + crypto::kAesGcmTagSize + 1) {
+    return Sw(StatusWord::kWrongLength);
+  }
+  ByteView d(c.data);
+  ByteView ephemeral = d.first(kPoint);
+  ByteView nonce = d.subspan(kPoint, crypto::kAesGcmNonceSize);
+  ByteView sealed = d.subspan(kPoint + crypto::kAesGcmNonceSize);
+  auto transport = crypto::PrivateKey::FromPkcs8Der(state_.transport.view());
+  if (!transport.ok()) return Sw(StatusWord::kInternal);
+  auto peer = crypto::EcPublicKeyFromPoint(crypto::KeyType::kEcP256, ephemeral);
+  if (!peer.ok()) return Sw(StatusWord::kWrongData);
+  auto shared = crypto::DeriveSharedSecret(*transport, peer->get());
+  if (!shared.ok()) return Sw(StatusWord::kWrongData);
+  static constexpr char kInfo[] = "devid IMPORT_KEY v1";
+  auto kek = crypto::HkdfSha256(*shared, ephemeral, AsBytes(kInfo), 32);
+  SecureZero(shared->data(), shared->size());
+  if (!kek.ok()) return Sw(StatusWord::kInternal);
+  Bytes aad = {c.p1, c.p2};
+  auto pkcs8 = crypto::AesGcmOpen(*kek, nonce, aad, sealed);
+  SecureZero(kek->data(), kek->size());
+  if (!pkcs8.ok()) return Sw(StatusWord::kWrongData);  // not wrapped for this chip, or altered
+  auto key = crypto::PrivateKey::FromPkcs8Der(*pkcs8);
+  auto curve = key.ok() ? key->algorithm().type : std::nullopt;
+  if (!curve || *curve == crypto::KeyType::kRsa3072) {
+    SecureZero(pkcs8->data(), pkcs8->size());
+    return Sw(StatusWord::kWrongData);
+  }
+  auto existing = state_.slots.find(c.p1);
+  if (existing == state_.slots.end() && UsedNvm(state_) + kSlotCost > kNvmCapacity) {
+    SecureZero(pkcs8->data(), pkcs8->size());
+    return Sw(StatusWord::kNoSpace);
+  }
+  State next = Copy(state_);
+  next.slots[c.p1] =
+      KeySlot{*curve, (c.p2 & 0x80) != 0, SecretBytes(*pkcs8),
+              std::make_shared<const crypto::PrivateKey>(std::move(key).value()), false};
+  SecureZero(pkcs8->data(), pkcs8->size());
+  return Sw(Commit(std::move(next)));
+}
+
+ApduResponse SecureElement::Aes(const ApduCommand& c) {
+  const KeySlot* k = nullptr;
+  if (c.p1 == kVolatileSlot) {
+    if (volatile_slot_) k = &*volatile_slot_;
+  } else if (auto it = state_.slots.find(c.p1); it != state_.slots.end()) {
+    k = &it->second;
+  }
+  if (k == nullptr) return Sw(StatusWord::kNotFound);
+  if (!k->aes) return Sw(StatusWord::kConditionsNotSatisfied);
+  if (k->needs_pin && !pin_verified_) return Sw(StatusWord::kSecurityNotSatisfied);
+  if (c.p2 > 1) return Sw(StatusWord::kWrongP1P2);
+  ByteView d(c.data);
+  if (d.size() < crypto::kAesGcmNonceSize + 1) return Sw(StatusWord::kWrongLength);
+  ByteView nonce = d.first(crypto::kAesGcmNonceSize);
+  size_t aad_len = d[crypto::kAesGcmNonceSize];
+  if (d.size() < crypto::kAesGcmNonceSize + 1 + aad_len) return Sw(StatusWord::kWrongLength);
+  ByteView aad = d.subspan(crypto::kAesGcmNonceSize + 1, aad_len);
+  ByteView text = d.subspan(crypto::kAesGcmNonceSize + 1 + aad_len);
+  if (c.p2 == 0) {
+    auto sealed = crypto::AesGcmSeal(k->pkcs8.view(), nonce, aad, text);
+    if (!sealed.ok()) return Sw(StatusWord::kInternal);
+    return Reply(StatusWord::kOk, std::move(sealed).value());
+  }
+  auto plain = crypto::AesGcmOpen(k->pkcs8.view(), nonce, aad, text);
+  if (!plain.ok()) return ApduResponse{{}, kStatusVerifyFailed};
+  return Reply(StatusWord::kOk, std::move(plain).value());
 }
 
 }  // namespace devid::se

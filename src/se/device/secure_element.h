@@ -3,29 +3,42 @@
 // key. State lives in a sealed NVM image (nvm.h); randomness comes from the
 // health-tested TRNG (trng.h).
 //
+// clang-format off
 // Command data layouts (CLA 0x80; multi-byte integers big-endian):
-//   GET_INFO        -> serial_len serial fw_major fw_minor lifecycle tamper pin_tries free_nvm(4)
-//   GET_RANDOM      Le = count (1..4096)                       -> random bytes
+//   GET_INFO          -> serial_len serial fw_major fw_minor lifecycle tamper pin_tries free_nvm(4)
+//   GET_RANDOM        Le = count (1..4096) -> random bytes
 //   GENERATE_KEY_PAIR P1 = slot (0..15 persistent, 0x80 volatile),
-//                   P2 = curve (0x01 P-256, 0x02 P-384) | 0x80 if use needs the PIN -> point
-//   READ_PUBLIC_KEY P1 = slot                                  -> curve point
-//   SIGN            P1 = slot, data = digest (32 or 48 bytes)  -> DER ECDSA signature
-//   VERIFY_SIGNATURE P1 = 0x00: data = curve point_len point digest_len digest signature
-//                   P1 = 0x01: data = file_id(2) digest_len digest signature; the file
-//                   holds the public key as "curve point" (e.g. the issuing CA's)
-//                                                              -> 9000, or 6300 when it does not
-//                                                              verify
-//   ECDH            P1 = slot, data = peer point               -> shared secret (x)
-//   CREATE_FILE     P1P2 = file id, data = max_size(2) read_ac write_ac
-//   READ_FILE       P1P2 = file id                             -> content
-//   WRITE_FILE      P1P2 = file id, data = content (replaces)
-//   LIST_FILES                                                 -> {id(2) size(2) max(2) read_ac
-//   write_ac}* SHA256          data = message                             -> digest COUNTER P1 =
-//   counter (0..7), P2 = 0 read / 1 increment -> value(8) AUTHENTICATE    P1 = 0x01 (user PIN),
-//   data = PIN           -> 9000, 63Cx, 6983 when blocked SET_LIFECYCLE   P1 = 2 personalised, 3
-//   operational, 4 terminated (forward only)
+//                     P2 = 0x01 P-256, 0x02 P-384, 0x10 AES-256, | 0x80 if use needs the PIN
+//                     -> public point (nothing for AES)
+//   READ_PUBLIC_KEY   P1 = slot, or 0xFE for the chip's transport key -> curve point
+//   SIGN              P1 = slot, data = digest (32 or 48 bytes) -> DER ECDSA signature
+//   VERIFY_SIGNATURE  P1 = 0x00: data = curve point_len point digest_len digest signature
+//                     P1 = 0x01: data = file_id(2) digest_len digest signature, the file
+//                     holding the key as "curve point" (e.g. the issuing CA's)
+//                     -> 9000, or 6300 when it does not verify
+//   ECDH              P1 = slot, data = peer point -> shared secret (x)
+//   CREATE_FILE       P1P2 = file id, data = max_size(2) read_ac write_ac
+//   READ_FILE         P1P2 = file id -> content
+//   WRITE_FILE        P1P2 = file id, data = content (replaces)
+//   LIST_FILES        -> {id(2) size(2) max(2) read_ac write_ac}*
+//   SHA256            data = message -> digest
+//   COUNTER           P1 = counter (0..7), P2 = 0 read / 1 increment -> value(8)
+//   AUTHENTICATE      P1 = 0x01 user PIN: data = PIN -> 9000, 63Cx, 6983 when blocked
+//                     P1 = 0x02 manufacturer key: P2 = 0 -> 16-byte challenge;
+//                       P2 = 1, data = HMAC-SHA256(manufacturer key, challenge) -> 9000 / 6982
+//                     P1 = 0x03 after the manufacturer key: data = new user PIN (tries reset)
+//   SET_LIFECYCLE     P1 = 2 personalised, 3 operational, 4 terminated (forward only)
+//   IMPORT_KEY        P1 = slot, P2 = 0x80 if use needs the PIN; manufacturing or
+//                     personalised state only. data = ephemeral P-256 point (65) nonce (12)
+//                     AES-256-GCM(PKCS#8 EC key) under HKDF-SHA256(ECDH(ephemeral,
+//                     transport key), salt = ephemeral point, info "devid IMPORT_KEY v1"),
+//                     associated data = P1 P2
+//   AES               P1 = AES slot, P2 = 0 encrypt / 1 decrypt,
+//                     data = nonce(12) aad_len aad text -> ciphertext||tag, or plaintext
+//                     (6300 when the tag does not match)
 // Access conditions (ac): 0x00 always, 0x01 after the user PIN, 0xFF never
 // (writes: never once operational; before that the personaliser may write).
+// clang-format on
 #pragma once
 
 #include <cstdint>
@@ -59,9 +72,13 @@ inline constexpr size_t kNvmCapacity = 32 * 1024;
 class SecureElement {
  public:
   // A new chip in the manufacturing state with its user PIN (4..16 bytes).
-  static Result<std::unique_ptr<SecureElement>> Create(
-      const std::string& image, const std::string& serial, const SecretString& pin,
-      std::unique_ptr<NoiseSource> noise = nullptr);
+  // `manufacturer_key` (32 bytes) lets its holder reset the user PIN; when
+  // empty the chip draws one nobody knows.
+  static Result<std::unique_ptr<SecureElement>> Create(const std::string& image,
+                                                       const std::string& serial,
+                                                       const SecretString& pin,
+                                                       std::unique_ptr<NoiseSource> noise = nullptr,
+                                                       ByteView manufacturer_key = {});
   // Powers up an existing chip. A damaged or rolled-back image gives a chip
   // in the tamper state (it answers 6581 to everything but GET_INFO and
   // SET_LIFECYCLE terminate), not an error.
@@ -87,11 +104,12 @@ class SecureElement {
 
  private:
   struct KeySlot {
-    crypto::KeyType curve = crypto::KeyType::kEcP256;
+    crypto::KeyType curve = crypto::KeyType::kEcP256;  // ignored for AES
     bool needs_pin = false;
-    SecretBytes pkcs8;
+    SecretBytes pkcs8;  // PKCS#8 DER of an EC key, or the raw AES-256 key
     // The key ready for use, decoded on first use (the chip's working copy).
     mutable std::shared_ptr<const crypto::PrivateKey> decoded;
+    bool aes = false;
   };
   struct File {
     uint16_t max_size = 0;
@@ -108,6 +126,8 @@ class SecureElement {
     std::map<int, KeySlot> slots;
     std::map<uint16_t, File> files;
     std::map<int, uint64_t> counters;
+    SecretBytes transport;  // PKCS#8 of the P-256 transport key (IMPORT_KEY)
+    SecretBytes manufacturer_key;
   };
 
   SecureElement(NvmImage nvm, std::unique_ptr<ChipRng> rng)
@@ -137,12 +157,16 @@ class SecureElement {
   ApduResponse Counter(const ApduCommand& c);
   ApduResponse Authenticate(const ApduCommand& c);
   ApduResponse SetLifecycle(const ApduCommand& c);
+  ApduResponse ImportKey(const ApduCommand& c);
+  ApduResponse Aes(const ApduCommand& c);
 
   NvmImage nvm_;
   std::unique_ptr<ChipRng> rng_;  // null when the source failed its start-up test
   State state_;
   bool tampered_ = false;
   bool pin_verified_ = false;
+  bool manufacturer_verified_ = false;
+  Bytes challenge_;
   std::optional<KeySlot> volatile_slot_;
   CommandLog log_;
   bool latency_ = false;

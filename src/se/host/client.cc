@@ -10,6 +10,8 @@
 #include <cstring>
 #include <map>
 
+#include "crypto/aead.h"
+
 namespace devid::se {
 
 namespace {
@@ -284,6 +286,67 @@ Status ChipClient::Authenticate(std::string_view pin) {
 
 Status ChipClient::SetLifecycle(Lifecycle target) {
   auto r = Call(Ins::kSetLifecycle, static_cast<uint8_t>(target), 0, {});
+  if (!r.ok()) return r.error();
+  return {};
+}
+
+Status ChipClient::ImportKey(uint8_t slot, const crypto::PrivateKey& key, bool needs_pin) {
+  DEVID_ASSIGN_OR_RETURN(Bytes transport, Call(Ins::kReadPublicKey, 0xFE, 0, {}));
+  if (transport.size() != 66 || transport[0] != 0x01)
+    return MakeError(ErrorCode::kCrypto, "malformed transport key");
+  DEVID_ASSIGN_OR_RETURN(
+      crypto::PublicKey chip_key,
+      crypto::EcPublicKeyFromPoint(crypto::KeyType::kEcP256, ByteView(transport).subspan(1)));
+  DEVID_ASSIGN_OR_RETURN(crypto::PrivateKey ephemeral,
+                         crypto::PrivateKey::Generate(crypto::KeyType::kEcP256));
+  DEVID_ASSIGN_OR_RETURN(Bytes ephemeral_point, ephemeral.PublicPoint());
+  DEVID_ASSIGN_OR_RETURN(Bytes shared, crypto::DeriveSharedSecret(ephemeral, chip_key.get()));
+  static constexpr char kInfo[] = "devid IMPORT_KEY v1";
+  auto kek = crypto::HkdfSha256(shared, ephemeral_point, AsBytes(kInfo), 32);
+  SecureZero(shared.data(), shared.size());
+  if (!kek.ok()) return kek.error();
+  DEVID_ASSIGN_OR_RETURN(Bytes nonce, crypto::RandomBytes(crypto::kAesGcmNonceSize));
+  DEVID_ASSIGN_OR_RETURN(Bytes pkcs8, key.ToPkcs8Der());
+  uint8_t p2 = needs_pin ? 0x80 : 0x00;
+  Bytes aad = {slot, p2};
+  auto sealed = crypto::AesGcmSeal(*kek, nonce, aad, pkcs8);
+  SecureZero(pkcs8.data(), pkcs8.size());
+  SecureZero(kek->data(), kek->size());
+  if (!sealed.ok()) return sealed.error();
+  Bytes data = ephemeral_point;
+  data.insert(data.end(), nonce.begin(), nonce.end());
+  data.insert(data.end(), sealed->begin(), sealed->end());
+  auto r = Call(Ins::kImportKey, slot, p2, data);
+  if (!r.ok()) return r.error();
+  return {};
+}
+
+Result<Bytes> ChipClient::AesGcm(uint8_t slot, bool encrypt, ByteView nonce, ByteView aad,
+                                 ByteView text) {
+  if (nonce.size() != crypto::kAesGcmNonceSize || aad.size() > 255) {
+    return MakeError(ErrorCode::kInvalidInput,
+                     "AES-GCM needs a 12-byte nonce and at most 255 bytes of AAD");
+  }
+  Bytes d(nonce.begin(), nonce.end());
+  d.push_back(static_cast<uint8_t>(aad.size()));
+  d.insert(d.end(), aad.begin(), aad.end());
+  d.insert(d.end(), text.begin(), text.end());
+  DEVID_ASSIGN_OR_RETURN(ApduResponse r, Exchange(Ins::kAes, slot, encrypt ? 0 : 1, d, {}));
+  if (r.sw == 0x6300) return MakeError(ErrorCode::kVerification, "AES-GCM tag does not match");
+  if (!r.ok()) return StatusError(r.sw);
+  return std::move(r.data);
+}
+
+Status ChipClient::AuthenticateManufacturer(ByteView manufacturer_key) {
+  DEVID_ASSIGN_OR_RETURN(Bytes challenge, Call(Ins::kAuthenticate, 0x02, 0x00, {}));
+  DEVID_ASSIGN_OR_RETURN(Bytes answer, crypto::HmacSha256(manufacturer_key, challenge));
+  auto r = Call(Ins::kAuthenticate, 0x02, 0x01, answer);
+  if (!r.ok()) return r.error();
+  return {};
+}
+
+Status ChipClient::ResetPin(std::string_view new_pin) {
+  auto r = Call(Ins::kAuthenticate, 0x03, 0x00, AsBytes(new_pin));
   if (!r.ok()) return r.error();
   return {};
 }

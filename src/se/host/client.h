@@ -98,6 +98,13 @@ class ChipClient {
   Result<uint64_t> Counter(uint8_t id, bool increment);
   Status Authenticate(std::string_view pin);
   Status SetLifecycle(Lifecycle target);
+  // Wraps `key` to the chip's transport key (ECDH with a fresh ephemeral key,
+  // HKDF-SHA256, AES-256-GCM) and imports it into `slot` (personalisation only).
+  Status ImportKey(uint8_t slot, const crypto::PrivateKey& key, bool needs_pin);
+  Result<Bytes> AesGcm(uint8_t slot, bool encrypt, ByteView nonce, ByteView aad, ByteView text);
+  // Challenge-response with the manufacturer key, then a new user PIN.
+  Status AuthenticateManufacturer(ByteView manufacturer_key);
+  Status ResetPin(std::string_view new_pin);
 
   // Any command; an error for every status word but 9000.
   Result<Bytes> Call(Ins ins, uint8_t p1, uint8_t p2, ByteView data,

@@ -6,6 +6,7 @@
 #include "core/file.h"
 #include "crypto/key.h"
 #include "se/device/secure_element.h"
+#include "se/host/client.h"
 
 namespace devid::se {
 namespace {
@@ -304,6 +305,107 @@ TEST_F(ChipTest, LatencyModelDelaysCommandsAtLeastByTheModel) {
   auto start = std::chrono::steady_clock::now();
   ASSERT_EQ(Send(Ins::kSign, 0, 0, Bytes(32, 1)).sw, kOk);
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(115));
+}
+
+}  // namespace
+}  // namespace devid::se
+
+namespace devid::se {
+namespace {
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("devid-client-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    image_ = (dir_ / "chip.img").string();
+    mkey_ = Bytes(32, 0x5A);
+    auto chip = SecureElement::Create(image_, "SN-C", SecretString("1234"), nullptr, mkey_);
+    ASSERT_TRUE(chip.ok()) << chip.error().message;
+    client_ =
+        std::make_unique<ChipClient>(std::make_unique<InProcessTransport>(std::move(chip).value()));
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::filesystem::path dir_;
+  std::string image_;
+  Bytes mkey_;
+  std::unique_ptr<ChipClient> client_;
+};
+
+TEST_F(ClientTest, ImportedKeySignsAndOnlyWhilePersonalising) {
+  auto key = crypto::PrivateKey::Generate(crypto::KeyType::kEcP384).value();
+  ASSERT_TRUE(client_->ImportKey(2, key, false).ok());
+  auto pub = client_->ReadPublicKey(2);
+  ASSERT_TRUE(pub.ok());
+  EXPECT_EQ(pub->second, *key.PublicPoint());
+  Bytes digest(48, 0x33);
+  auto sig = client_->Sign(2, digest);
+  ASSERT_TRUE(sig.ok()) << sig.error().message;
+  auto verify_key = crypto::EcPublicKeyFromPoint(crypto::KeyType::kEcP384, *key.PublicPoint());
+  EXPECT_TRUE(crypto::VerifyDigest(verify_key->get(), digest, *sig).ok());
+  ASSERT_TRUE(client_->SetLifecycle(Lifecycle::kOperational).ok());
+  auto late = client_->ImportKey(3, key, false);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, ErrorCode::kPolicy);  // 6985
+}
+
+TEST_F(ClientTest, ImportKeyWrappedForAnotherChipIsRefused) {
+  // Wrap for one chip, replay to another: the transport keys differ.
+  std::string other_image = (dir_ / "other.img").string();
+  auto other = SecureElement::Create(other_image, "SN-O", SecretString("1234")).value();
+  ChipClient other_client(std::make_unique<InProcessTransport>(std::move(other)));
+  std::vector<Bytes> sent;
+  struct Recorder : Transport {
+    Transport* inner;
+    std::vector<Bytes>* sent;
+    Result<Bytes> Transmit(ByteView c) override {
+      sent->emplace_back(c.begin(), c.end());
+      return inner->Transmit(c);
+    }
+  };
+  auto key = crypto::PrivateKey::Generate(crypto::KeyType::kEcP256).value();
+  auto inner = std::make_unique<InProcessTransport>(SecureElement::Open(image_).value());
+  auto recorder = std::make_unique<Recorder>();
+  recorder->inner = inner.get();
+  recorder->sent = &sent;
+  ChipClient recording(std::move(recorder));
+  ASSERT_TRUE(recording.ImportKey(1, key, false).ok());
+  Bytes import_apdu = sent.back();
+  auto r = ApduResponse::Parse(SecureElement::Open(other_image).value()->Process(import_apdu));
+  EXPECT_EQ(r->sw, 0x6A80);
+}
+
+TEST_F(ClientTest, AesKeysEncryptAndDecryptInsideTheChip) {
+  ASSERT_TRUE(client_->GenerateKeyPair(4, crypto::KeyType::kEcP256, false).ok());  // an EC slot
+  ASSERT_TRUE(client_->Call(Ins::kGenerateKeyPair, 5, 0x10, {}).ok());             // AES-256
+  Bytes nonce(12, 0x01);
+  auto sealed = client_->AesGcm(5, true, nonce, AsBytes("hdr"), AsBytes("telemetry"));
+  ASSERT_TRUE(sealed.ok()) << sealed.error().message;
+  auto plain = client_->AesGcm(5, false, nonce, AsBytes("hdr"), *sealed);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(AsString(*plain), "telemetry");
+  Bytes forged = *sealed;
+  forged[0] ^= 1;
+  EXPECT_EQ(client_->AesGcm(5, false, nonce, AsBytes("hdr"), forged).error().code,
+            ErrorCode::kVerification);
+  EXPECT_EQ(client_->AesGcm(4, true, nonce, {}, AsBytes("x")).error().code,
+            ErrorCode::kPolicy);                                               // EC slot
+  EXPECT_EQ(client_->Sign(5, Bytes(32, 0)).error().code, ErrorCode::kPolicy);  // AES slot
+  EXPECT_FALSE(client_->ReadPublicKey(5).ok());
+}
+
+TEST_F(ClientTest, ManufacturerKeyResetsABlockedPin) {
+  for (int i = 0; i < 3; ++i) (void)client_->Authenticate("0000");
+  EXPECT_EQ(client_->Authenticate("1234").error().code, ErrorCode::kAuth);  // blocked
+  EXPECT_FALSE(client_->ResetPin("5678").ok());                             // not yet authenticated
+  EXPECT_FALSE(client_->AuthenticateManufacturer(Bytes(32, 0x00)).ok());    // wrong key
+  ASSERT_TRUE(client_->AuthenticateManufacturer(mkey_).ok());
+  ASSERT_TRUE(client_->ResetPin("5678").ok());
+  EXPECT_TRUE(client_->Authenticate("5678").ok());
+  EXPECT_EQ(client_->GetInfo()->pin_tries, kPinTries);
 }
 
 }  // namespace
