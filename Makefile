@@ -16,6 +16,7 @@ test: build
 	@cmake --preset asan >/dev/null
 	@cmake --build --preset asan
 	@ctest --preset asan
+	@scripts/fuzz-smoke.sh
 
 bench: build
 	@build/bench/devid_bench

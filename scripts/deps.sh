@@ -3,7 +3,7 @@
 # Idempotent: when every package is present it only runs dpkg-query.
 set -euo pipefail
 packages=(
-  build-essential cmake ninja-build pkg-config ccache clang clang-format
+  build-essential cmake ninja-build pkg-config ccache clang clang-format libclang-rt-14-dev
   libssl-dev openssl libsqlite3-dev sqlite3 libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   gnutls-bin xxd

@@ -410,3 +410,83 @@ TEST_F(ClientTest, ManufacturerKeyResetsABlockedPin) {
 
 }  // namespace
 }  // namespace devid::se
+
+namespace devid::se {
+namespace {
+
+// Every instruction: one command that succeeds and one that fails with the
+// status word the design names for it.
+TEST_F(ChipTest, EveryCommandHasItsSuccessAndFailureStatusWords) {
+  ASSERT_EQ(Send(Ins::kGenerateKeyPair, 0, 0x01).sw, kOk);
+  Bytes point = Send(Ins::kReadPublicKey, 0).data;
+  point.erase(point.begin());
+  Bytes digest(32, 0x42);
+  Bytes sig = Send(Ins::kSign, 0, 0, digest).data;
+  Bytes verify = {0x01, static_cast<uint8_t>(point.size())};
+  verify.insert(verify.end(), point.begin(), point.end());
+  verify.push_back(32);
+  verify.insert(verify.end(), digest.begin(), digest.end());
+  verify.insert(verify.end(), sig.begin(), sig.end());
+  auto peer = crypto::PrivateKey::Generate(crypto::KeyType::kEcP256).value();
+  struct Case {
+    const char* name;
+    Ins ins;
+    uint8_t p1, p2;
+    Bytes data;
+    std::optional<uint32_t> le;
+    uint16_t expected;
+  };
+  const std::vector<Case> cases = {
+      {"GET_INFO ok", Ins::kGetInfo, 0, 0, {}, {}, kOk},
+      {"GET_RANDOM ok", Ins::kGetRandom, 0, 0, {}, 8, kOk},
+      {"GET_RANDOM without Le", Ins::kGetRandom, 0, 0, {}, {}, 0x6700},
+      {"GENERATE_KEY_PAIR ok", Ins::kGenerateKeyPair, 1, 0x02, {}, {}, kOk},
+      {"GENERATE_KEY_PAIR bad curve", Ins::kGenerateKeyPair, 1, 0x05, {}, {}, 0x6A86},
+      {"READ_PUBLIC_KEY ok", Ins::kReadPublicKey, 0, 0, {}, {}, kOk},
+      {"READ_PUBLIC_KEY empty slot", Ins::kReadPublicKey, 9, 0, {}, {}, 0x6A82},
+      {"SIGN ok", Ins::kSign, 0, 0, digest, {}, kOk},
+      {"SIGN bad digest length", Ins::kSign, 0, 0, Bytes(31, 0), {}, 0x6700},
+      {"VERIFY_SIGNATURE ok", Ins::kVerifySignature, 0, 0, verify, {}, kOk},
+      {"VERIFY_SIGNATURE bad key source", Ins::kVerifySignature, 7, 0, verify, {}, 0x6A86},
+      {"ECDH ok", Ins::kEcdh, 0, 0, *peer.PublicPoint(), {}, kOk},
+      {"ECDH bad point", Ins::kEcdh, 0, 0, Bytes{0x04}, {}, 0x6A80},
+      {"CREATE_FILE ok", Ins::kCreateFile, 0x40, 0x01, {0x00, 0x10, 0x00, 0x00}, {}, kOk},
+      {"CREATE_FILE bad length", Ins::kCreateFile, 0x40, 0x02, {0x00}, {}, 0x6700},
+      {"WRITE_FILE ok", Ins::kWriteFile, 0x40, 0x01, {1, 2, 3}, {}, kOk},
+      {"WRITE_FILE too big", Ins::kWriteFile, 0x40, 0x01, Bytes(17, 0), {}, 0x6A84},
+      {"READ_FILE ok", Ins::kReadFile, 0x40, 0x01, {}, {}, kOk},
+      {"READ_FILE missing", Ins::kReadFile, 0x40, 0x09, {}, {}, 0x6A82},
+      {"LIST_FILES ok", Ins::kListFiles, 0, 0, {}, {}, kOk},
+      {"SHA256 ok", Ins::kSha256, 0, 0, {1, 2, 3}, {}, kOk},
+      {"COUNTER ok", Ins::kCounter, 0, 1, {}, {}, kOk},
+      {"COUNTER bad id", Ins::kCounter, 9, 0, {}, {}, 0x6A86},
+      {"AUTHENTICATE ok", Ins::kAuthenticate, 1, 0, {'1', '2', '3', '4'}, {}, kOk},
+      {"AUTHENTICATE bad method", Ins::kAuthenticate, 9, 0, {}, {}, 0x6A86},
+      {"IMPORT_KEY too short", Ins::kImportKey, 1, 0, Bytes(10, 0), {}, 0x6700},
+      {"IMPORT_KEY garbage", Ins::kImportKey, 1, 0, Bytes(120, 0x04), {}, 0x6A80},
+      {"AES on an EC slot", Ins::kAes, 0, 0, Bytes(14, 0), {}, 0x6985},
+      {"SET_LIFECYCLE ok", Ins::kSetLifecycle, 2, 0, {}, {}, kOk},
+      {"SET_LIFECYCLE backwards", Ins::kSetLifecycle, 2, 0, {}, {}, 0x6985},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(Send(c.ins, c.p1, c.p2, c.data, c.le).sw, c.expected) << c.name;
+  }
+  // SHA256 computes SHA-256.
+  EXPECT_EQ(Send(Ins::kSha256, 0, 0, Bytes{'a', 'b', 'c'}).data, crypto::Sha256(AsBytes("abc")));
+}
+
+TEST_F(ChipTest, TruncatedOrRolledBackImageIsTamper) {
+  Bytes v1 = *ReadFile(image_);
+  ASSERT_EQ(Send(Ins::kCounter, 0, 1).sw, kOk);  // version 2
+  Bytes v2 = *ReadFile(image_);
+  chip_.reset();
+  ASSERT_TRUE(WriteFileAtomic(image_, Bytes(v2.begin(), v2.end() - 7)).ok());
+  EXPECT_TRUE(SecureElement::Open(image_).value()->tampered());
+  ASSERT_TRUE(WriteFileAtomic(image_, v1).ok());  // an older, authentic image
+  EXPECT_TRUE(SecureElement::Open(image_).value()->tampered());
+  ASSERT_TRUE(WriteFileAtomic(image_, v2).ok());
+  EXPECT_FALSE(SecureElement::Open(image_).value()->tampered());
+}
+
+}  // namespace
+}  // namespace devid::se
