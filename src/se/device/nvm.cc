@@ -1,6 +1,7 @@
 #include "se/device/nvm.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -13,12 +14,14 @@ namespace {
 
 constexpr char kImageMagic[4] = {'D', 'V', 'I', 'M'};
 constexpr char kFuseMagic[4] = {'D', 'V', 'F', 'U'};
-constexpr uint8_t kFormat = 1;
+constexpr uint8_t kFormat = 1;      // image format
+constexpr uint8_t kFuseFormat = 2;  // fuse format: key, counter, SHA-256 of the committed image
 constexpr size_t kHeaderSize = 4 + 1 + 8;  // magic, format, version: the AEAD's associated data
-constexpr size_t kFuseBody = 4 + 1 + crypto::kAesGcmKeySize + 8;
+constexpr size_t kFuseBody = 4 + 1 + crypto::kAesGcmKeySize + 8 + 32;
 constexpr size_t kFuseSize = kFuseBody + 32;  // + SHA-256 of the body (corruption check)
 
 std::string FusePath(const std::string& image) { return image + ".fuse"; }
+std::string NextPath(const std::string& image) { return image + ".new"; }
 
 void PutU64(Bytes& out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
@@ -48,7 +51,7 @@ Result<NvmImage> NvmImage::Create(const std::string& image_path, ByteView initia
   DEVID_ASSIGN_OR_RETURN(Bytes key, crypto::RandomBytes(crypto::kAesGcmKeySize));
   NvmImage nvm(image_path, SecretBytes(key), 0, std::move(crash_point));
   SecureZero(key.data(), key.size());
-  DEVID_TRY(nvm.WriteFuse(0, 0));
+  DEVID_TRY(nvm.WriteFuse(0, {}, 0));
   DEVID_TRY(nvm.Save(initial));
   return nvm;
 }
@@ -61,21 +64,27 @@ Result<NvmImage> NvmImage::Open(const std::string& image_path, CrashPoint crash_
     return Tamper("the chip's fuse file " + FusePath(image_path) + " is missing or unreadable");
   }
   Bytes& f = *fuse;
-  if (f.size() != kFuseSize || std::memcmp(f.data(), kFuseMagic, 4) != 0 || f[4] != kFormat ||
+  if (f.size() != kFuseSize || std::memcmp(f.data(), kFuseMagic, 4) != 0 || f[4] != kFuseFormat ||
       crypto::Sha256(ByteView(f).first(kFuseBody)) != Bytes(f.begin() + kFuseBody, f.end())) {
     return Tamper("the chip's fuse file is damaged");
   }
   SecretBytes key(ByteView(f).subspan(5, crypto::kAesGcmKeySize));
   uint64_t committed = GetU64(f.data() + 5 + crypto::kAesGcmKeySize);
+  Bytes image_hash(f.begin() + 5 + crypto::kAesGcmKeySize + 8, f.begin() + kFuseBody);
   SecureZero(f.data(), f.size());
-  return NvmImage(image_path, std::move(key), committed, std::move(crash_point));
+  NvmImage nvm(image_path, std::move(key), committed, std::move(crash_point));
+  nvm.committed_hash_ = std::move(image_hash);
+  return nvm;
 }
 
-Status NvmImage::WriteFuse(uint64_t counter, int step_offset) {
+Status NvmImage::WriteFuse(uint64_t counter, ByteView image_hash, int step_offset) {
   Bytes body(kFuseMagic, kFuseMagic + 4);
-  body.push_back(kFormat);
+  body.push_back(kFuseFormat);
   body.insert(body.end(), key_.view().begin(), key_.view().end());
   PutU64(body, counter);
+  Bytes hash(image_hash.begin(), image_hash.end());
+  hash.resize(32);
+  body.insert(body.end(), hash.begin(), hash.end());
   Bytes digest = crypto::Sha256(body);
   body.insert(body.end(), digest.begin(), digest.end());
   CrashPoint shifted;
@@ -86,7 +95,19 @@ Status NvmImage::WriteFuse(uint64_t counter, int step_offset) {
 }
 
 Result<Bytes> NvmImage::Load() {
+  // The fuse names the one image the chip committed (its SHA-256). A save cut
+  // after the fuse was written but before the image took its place leaves
+  // that image as "<image>.new": it is rolled forward.
   auto read = ReadFile(image_path_, 64 * 1024 * 1024);
+  if (read.ok() && crypto::Sha256(*read) != committed_hash_) {
+    auto next = ReadFile(NextPath(image_path_), 64 * 1024 * 1024);
+    if (next.ok() && crypto::Sha256(*next) == committed_hash_) {
+      if (::rename(NextPath(image_path_).c_str(), image_path_.c_str()) != 0) {
+        return MakeError(ErrorCode::kIo, "cannot complete an interrupted save of " + image_path_);
+      }
+      read = std::move(next);
+    }
+  }
   if (!read.ok()) return Tamper("the image cannot be read (" + read.error().message + ")");
   const Bytes& image = *read;
   if (image.size() < kHeaderSize + crypto::kAesGcmNonceSize + crypto::kAesGcmTagSize) {
@@ -102,16 +123,10 @@ Result<Bytes> NvmImage::Load() {
                                   all.subspan(kHeaderSize + crypto::kAesGcmNonceSize));
   if (!plain.ok())
     return Tamper("the image fails its integrity check (modified, or sealed by another chip)");
-  if (version < committed_) {
+  if (version != committed_ || crypto::Sha256(image) != committed_hash_) {
     return Tamper("the image is version " + std::to_string(version) +
                   " but the chip committed version " + std::to_string(committed_) +
-                  " (rolled back)");
-  }
-  if (version > committed_) {
-    // A save was cut between the image and the counter: the image is
-    // authentic and newer, so the counter catches up.
-    DEVID_TRY(WriteFuse(version, 5));
-    committed_ = version;
+                  " (rolled back or replaced)");
   }
   version_ = version;
   return plain;
@@ -126,10 +141,19 @@ Status NvmImage::Save(ByteView plaintext) {
   DEVID_ASSIGN_OR_RETURN(Bytes sealed, crypto::AesGcmSeal(key_.view(), nonce, image, plaintext));
   image.insert(image.end(), nonce.begin(), nonce.end());
   image.insert(image.end(), sealed.begin(), sealed.end());
-  DEVID_TRY(WriteFileAtomic(image_path_, image, 0600, crash_point_));
-  version_ = next;
-  DEVID_TRY(WriteFuse(next, 5));
+  Bytes hash = crypto::Sha256(image);
+  // 1. the new image beside the old one; 2. the fuse (the commit point) names
+  // it; 3. it takes the old one's place. A cut before 2 leaves the old state,
+  // after 2 the new one (Load rolls forward).
+  DEVID_TRY(WriteFileAtomic(NextPath(image_path_), image, 0600, crash_point_));
+  DEVID_TRY(WriteFuse(next, hash, 5));
   committed_ = next;
+  committed_hash_ = hash;
+  version_ = next;
+  if (crash_point_ && !crash_point_(11)) return MakeError(ErrorCode::kIo, "simulated power loss");
+  if (::rename(NextPath(image_path_).c_str(), image_path_.c_str()) != 0) {
+    return MakeError(ErrorCode::kIo, "cannot move the new image of " + image_path_ + " into place");
+  }
   return {};
 }
 

@@ -31,8 +31,10 @@ class NvmImage {
   // Reads and authenticates the image. kTamper for a modified or truncated
   // image, one sealed by another chip, or one older than the committed version.
   Result<Bytes> Load();
-  // Seals the next version: image first (atomic replace), then the counter.
-  // A power cut at any point leaves the old or the new state, never a broken one.
+  // Seals the next version. The fuse file is the commit point: it records the
+  // version and the SHA-256 of the new image, which is written beside the old
+  // one first and moved into place after. A power cut at any point leaves the
+  // old or the new state, never a broken one and never a choice of both.
   Status Save(ByteView plaintext);
 
   uint64_t version() const { return version_; }
@@ -45,12 +47,13 @@ class NvmImage {
         committed_(committed),
         version_(committed),
         crash_point_(std::move(crash_point)) {}
-  Status WriteFuse(uint64_t counter, int step_offset);
+  Status WriteFuse(uint64_t counter, ByteView image_hash, int step_offset);
 
   std::string image_path_;
   SecretBytes key_;
   uint64_t committed_;
   uint64_t version_;
+  Bytes committed_hash_;  // SHA-256 of the committed image, from the fuse
   CrashPoint crash_point_;
 };
 

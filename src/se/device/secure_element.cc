@@ -87,8 +87,9 @@ Result<std::unique_ptr<SecureElement>> SecureElement::Create(const std::string& 
 }
 
 Result<std::unique_ptr<SecureElement>> SecureElement::Open(const std::string& image,
-                                                           std::unique_ptr<NoiseSource> noise) {
-  auto nvm = NvmImage::Open(image);
+                                                           std::unique_ptr<NoiseSource> noise,
+                                                           CrashPoint crash_point) {
+  auto nvm = NvmImage::Open(image, std::move(crash_point));
   if (!nvm.ok() && nvm.error().code != ErrorCode::kTamper) return nvm.error();
   if (!noise) noise = std::make_unique<HostNoiseSource>();
   // A source that fails its start-up test leaves the chip without randomness:
@@ -236,7 +237,7 @@ Result<std::shared_ptr<const crypto::PrivateKey>> SecureElement::LoadKey(uint8_t
                                                                          StatusWord* sw) const {
   const KeySlot* k = nullptr;
   if (slot == kVolatileSlot) {
-    if (volatile_slot_) k = &*volatile_slot_;
+    if (session_->volatile_slot) k = &*session_->volatile_slot;
   } else {
     auto it = state_.slots.find(slot);
     if (it != state_.slots.end()) k = &it->second;
@@ -245,7 +246,7 @@ Result<std::shared_ptr<const crypto::PrivateKey>> SecureElement::LoadKey(uint8_t
     *sw = StatusWord::kNotFound;
     return MakeError(ErrorCode::kNotFound, "empty slot");
   }
-  if (k->needs_pin && !pin_verified_) {
+  if (k->needs_pin && !session_->pin_verified) {
     *sw = StatusWord::kSecurityNotSatisfied;
     return MakeError(ErrorCode::kAuth, "PIN required");
   }
@@ -470,7 +471,7 @@ ApduResponse SecureElement::GenerateKeyPair(const ApduCommand& c) {
   if (persistent) {
     auto it = state_.slots.find(c.p1);
     // Replacing a key takes the right to use it.
-    if (it != state_.slots.end() && it->second.needs_pin && !pin_verified_) {
+    if (it != state_.slots.end() && it->second.needs_pin && !session_->pin_verified) {
       return Sw(StatusWord::kSecurityNotSatisfied);
     }
     if (it == state_.slots.end() && UsedNvm(state_) + kSlotCost > kNvmCapacity)
@@ -485,7 +486,7 @@ ApduResponse SecureElement::GenerateKeyPair(const ApduCommand& c) {
     KeySlot slot{*curve, needs_pin, SecretBytes(*secret), nullptr, true};
     SecureZero(secret->data(), secret->size());
     if (!persistent) {
-      volatile_slot_ = std::move(slot);
+      session_->volatile_slot = std::move(slot);
       return Sw(StatusWord::kOk);
     }
     State next = Copy(state_);
@@ -501,7 +502,7 @@ ApduResponse SecureElement::GenerateKeyPair(const ApduCommand& c) {
                std::make_shared<const crypto::PrivateKey>(std::move(key).value()), false};
   SecureZero(der->data(), der->size());
   if (!persistent) {
-    volatile_slot_ = std::move(slot);
+    session_->volatile_slot = std::move(slot);
     return Reply(StatusWord::kOk, std::move(point).value());
   }
   State next = Copy(state_);
@@ -522,7 +523,7 @@ ApduResponse SecureElement::ReadPublicKey(const ApduCommand& c) {
   }
   const KeySlot* k = nullptr;
   if (c.p1 == kVolatileSlot) {
-    if (volatile_slot_) k = &*volatile_slot_;
+    if (session_->volatile_slot) k = &*session_->volatile_slot;
   } else if (auto it = state_.slots.find(c.p1); it != state_.slots.end()) {
     k = &it->second;
   }
@@ -607,7 +608,7 @@ ApduResponse SecureElement::CreateFile(const ApduCommand& c) {
   auto valid_ac = [](uint8_t ac) { return ac == 0x00 || ac == 0x01 || ac == 0xFF; };
   if (max == 0 || !valid_ac(read_ac) || !valid_ac(write_ac)) return Sw(StatusWord::kWrongData);
   // Files are laid out by the personaliser, or by the holder of the PIN.
-  if (state_.lifecycle == Lifecycle::kOperational && !pin_verified_)
+  if (state_.lifecycle == Lifecycle::kOperational && !session_->pin_verified)
     return Sw(StatusWord::kSecurityNotSatisfied);
   if (state_.files.count(FileId(c)) != 0) return Sw(StatusWord::kConditionsNotSatisfied);
   if (UsedNvm(state_) + max > kNvmCapacity) return Sw(StatusWord::kNoSpace);
@@ -672,18 +673,20 @@ ApduResponse SecureElement::Authenticate(const ApduCommand& c) {
       if (!rng_) return Sw(StatusWord::kRandomFailure);
       auto challenge = rng_->Generate(16);
       if (!challenge.ok()) return Sw(StatusWord::kRandomFailure);
-      challenge_ = *challenge;
+      session_->challenge = *challenge;
       return Reply(StatusWord::kOk, std::move(challenge).value());
     }
     if (c.p2 != 0x01) return Sw(StatusWord::kWrongP1P2);
-    if (challenge_.empty()) return Sw(StatusWord::kConditionsNotSatisfied);
-    auto expected = crypto::HmacSha256(state_.manufacturer_key.view(), challenge_);
-    challenge_.clear();  // one answer per challenge
-    manufacturer_verified_ = expected.ok() && crypto::ConstantTimeEquals(*expected, c.data);
-    return Sw(manufacturer_verified_ ? StatusWord::kOk : StatusWord::kSecurityNotSatisfied);
+    if (session_->challenge.empty()) return Sw(StatusWord::kConditionsNotSatisfied);
+    auto expected = crypto::HmacSha256(state_.manufacturer_key.view(), session_->challenge);
+    session_->challenge.clear();  // one answer per challenge
+    session_->manufacturer_verified =
+        expected.ok() && crypto::ConstantTimeEquals(*expected, c.data);
+    return Sw(session_->manufacturer_verified ? StatusWord::kOk
+                                              : StatusWord::kSecurityNotSatisfied);
   }
   if (c.p1 == 0x03) {
-    if (!manufacturer_verified_) return Sw(StatusWord::kSecurityNotSatisfied);
+    if (!session_->manufacturer_verified) return Sw(StatusWord::kSecurityNotSatisfied);
     if (c.data.size() < 4 || c.data.size() > 16) return Sw(StatusWord::kWrongLength);
     State next = Copy(state_);
     auto salt = rng_ ? rng_->Generate(16) : Result<Bytes>(MakeError(ErrorCode::kCrypto, "no RNG"));
@@ -693,24 +696,34 @@ ApduResponse SecureElement::Authenticate(const ApduCommand& c) {
         PinHash(next.pin_salt,
                 std::string_view(reinterpret_cast<const char*>(c.data.data()), c.data.size()));
     next.pin_tries = kPinTries;
-    pin_verified_ = false;
+    session_->pin_verified = false;
+    session_->manufacturer_verified = false;  // one reset per authentication
     return Sw(Commit(std::move(next)));
   }
   if (c.p1 != 0x01) return Sw(StatusWord::kWrongP1P2);
   if (state_.pin_tries <= 0) return Sw(StatusWord::kAuthenticationBlocked);
+  // Spend the try first, sealed in NVM, and only then compare: a host that
+  // cuts power as soon as it sees which way a guess goes (an answer, or a
+  // write) must still have paid for the guess. Every guess costs one commit.
+  {
+    State spent = Copy(state_);
+    spent.pin_tries = state_.pin_tries - 1;
+    StatusWord sw = Commit(std::move(spent));
+    if (sw != StatusWord::kOk) return Sw(sw);
+  }
   std::string pin(c.data.begin(), c.data.end());
   Bytes hash = PinHash(state_.pin_salt, pin);
   SecureZero(pin.data(), pin.size());
   bool match = crypto::ConstantTimeEquals(hash, state_.pin_hash);
-  State next = Copy(state_);
-  next.pin_tries = match ? kPinTries : state_.pin_tries - 1;
-  // The try counter is sealed before the answer, so cutting power cannot reset it.
-  if (next.pin_tries != state_.pin_tries) {
-    StatusWord sw = Commit(std::move(next));
+  session_->pin_verified = false;
+  if (match) {
+    State restored = Copy(state_);
+    restored.pin_tries = kPinTries;
+    StatusWord sw = Commit(std::move(restored));
     if (sw != StatusWord::kOk) return Sw(sw);
+    session_->pin_verified = true;
+    return Sw(StatusWord::kOk);
   }
-  pin_verified_ = match;
-  if (match) return Sw(StatusWord::kOk);
   if (state_.pin_tries == 0) return Sw(StatusWord::kAuthenticationBlocked);
   return ApduResponse{{}, PinTriesLeftWord(state_.pin_tries)};
 }
@@ -727,13 +740,13 @@ ApduResponse SecureElement::SetLifecycle(const ApduCommand& c) {
     if (!bytes.ok() || !nvm_.Save(*bytes).ok()) return Sw(StatusWord::kInternal);
     state_ = std::move(dead);
     tampered_ = false;
-    volatile_slot_.reset();
+    session_->volatile_slot.reset();
     return Sw(StatusWord::kOk);
   }
   if (static_cast<int>(target) <= static_cast<int>(state_.lifecycle)) {
     return Sw(StatusWord::kConditionsNotSatisfied);  // forward only
   }
-  if (state_.lifecycle == Lifecycle::kOperational && !pin_verified_) {
+  if (state_.lifecycle == Lifecycle::kOperational && !session_->pin_verified) {
     return Sw(StatusWord::kSecurityNotSatisfied);
   }
   State next = Copy(state_);
@@ -746,9 +759,10 @@ ApduResponse SecureElement::SetLifecycle(const ApduCommand& c) {
     next.pin_tries = 0;
     next.transport = SecretBytes();
     next.manufacturer_key = SecretBytes();
-    volatile_slot_.reset();
+    session_->volatile_slot.reset();
   }
-  pin_verified_ = false;
+  session_->pin_verified = false;
+  session_->manufacturer_verified = false;
   return Sw(Commit(std::move(next)));
 }
 
@@ -807,13 +821,13 @@ ApduResponse SecureElement::ImportKey(const ApduCommand& c) {
 ApduResponse SecureElement::Aes(const ApduCommand& c) {
   const KeySlot* k = nullptr;
   if (c.p1 == kVolatileSlot) {
-    if (volatile_slot_) k = &*volatile_slot_;
+    if (session_->volatile_slot) k = &*session_->volatile_slot;
   } else if (auto it = state_.slots.find(c.p1); it != state_.slots.end()) {
     k = &it->second;
   }
   if (k == nullptr) return Sw(StatusWord::kNotFound);
   if (!k->aes) return Sw(StatusWord::kConditionsNotSatisfied);
-  if (k->needs_pin && !pin_verified_) return Sw(StatusWord::kSecurityNotSatisfied);
+  if (k->needs_pin && !session_->pin_verified) return Sw(StatusWord::kSecurityNotSatisfied);
   if (c.p2 > 1) return Sw(StatusWord::kWrongP1P2);
   ByteView d(c.data);
   if (d.size() < crypto::kAesGcmNonceSize + 1) return Sw(StatusWord::kWrongLength);

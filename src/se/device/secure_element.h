@@ -82,12 +82,35 @@ class SecureElement {
   // Powers up an existing chip. A damaged or rolled-back image gives a chip
   // in the tamper state (it answers 6581 to everything but GET_INFO and
   // SET_LIFECYCLE terminate), not an error.
+  // `crash_point` simulates power cuts in the chip's NVM writes (tests).
   static Result<std::unique_ptr<SecureElement>> Open(const std::string& image,
-                                                     std::unique_ptr<NoiseSource> noise = nullptr);
+                                                     std::unique_ptr<NoiseSource> noise = nullptr,
+                                                     CrashPoint crash_point = {});
 
   ApduResponse Process(const ApduCommand& command);
   // Raw bytes in and out, as on the bus; a malformed APDU gets 6700.
   Bytes Process(ByteView command);
+
+  struct KeySlot {
+    crypto::KeyType curve = crypto::KeyType::kEcP256;  // ignored for AES
+    bool needs_pin = false;
+    SecretBytes pkcs8;  // PKCS#8 DER of an EC key, or the raw AES-256 key
+    // The key ready for use, decoded on first use (the chip's working copy).
+    mutable std::shared_ptr<const crypto::PrivateKey> decoded;
+    bool aes = false;
+  };
+
+  // What one host connection has established: the user PIN, the manufacturer
+  // key, its pending challenge and its volatile (ephemeral) key. The daemon
+  // keeps one per client, so that one client's login is not another's.
+  struct Session {
+    bool pin_verified = false;
+    bool manufacturer_verified = false;
+    Bytes challenge;
+    std::optional<KeySlot> volatile_slot;
+  };
+  // Commands run in `session` until the next call; nullptr selects the chip's own.
+  void UseSession(Session* session) { session_ = session != nullptr ? session : &default_session_; }
 
   bool tampered() const { return tampered_; }
 
@@ -103,14 +126,6 @@ class SecureElement {
   static int ModelledLatencyMs(Ins ins);
 
  private:
-  struct KeySlot {
-    crypto::KeyType curve = crypto::KeyType::kEcP256;  // ignored for AES
-    bool needs_pin = false;
-    SecretBytes pkcs8;  // PKCS#8 DER of an EC key, or the raw AES-256 key
-    // The key ready for use, decoded on first use (the chip's working copy).
-    mutable std::shared_ptr<const crypto::PrivateKey> decoded;
-    bool aes = false;
-  };
   struct File {
     uint16_t max_size = 0;
     uint8_t read_ac = 0;
@@ -138,7 +153,7 @@ class SecureElement {
   // Seals `next` into NVM, then makes it the chip's state (all or nothing).
   StatusWord Commit(State next);
   size_t UsedNvm(const State& state) const;
-  bool Allowed(uint8_t ac) const { return ac == 0x00 || (ac == 0x01 && pin_verified_); }
+  bool Allowed(uint8_t ac) const { return ac == 0x00 || (ac == 0x01 && session_->pin_verified); }
   Result<std::shared_ptr<const crypto::PrivateKey>> LoadKey(uint8_t slot, StatusWord* sw) const;
 
   ApduResponse Dispatch(const ApduCommand& command);
@@ -164,10 +179,8 @@ class SecureElement {
   std::unique_ptr<ChipRng> rng_;  // null when the source failed its start-up test
   State state_;
   bool tampered_ = false;
-  bool pin_verified_ = false;
-  bool manufacturer_verified_ = false;
-  Bytes challenge_;
-  std::optional<KeySlot> volatile_slot_;
+  Session default_session_;
+  Session* session_ = &default_session_;
   CommandLog log_;
   bool latency_ = false;
 };

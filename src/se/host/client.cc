@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -354,9 +355,17 @@ Status ChipClient::ResetPin(std::string_view new_pin) {
 Status ServeChip(std::unique_ptr<SecureElement> chip, const std::string& socket_path,
                  bool handle_signals, const std::function<bool()>& stop) {
   DEVID_ASSIGN_OR_RETURN(sockaddr_un addr, SocketAddress(socket_path));
+  // Only ever replace a stale socket, never another kind of file.
+  struct stat st {};
+  if (::lstat(socket_path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return MakeError(ErrorCode::kIo,
+                       socket_path + " exists and is not a socket; refusing to replace it");
+    }
+    ::unlink(socket_path.c_str());
+  }
   int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listener < 0) return SysError("socket");
-  ::unlink(socket_path.c_str());
   if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       ::listen(listener, 16) != 0) {
     Error e = SysError("cannot listen on " + socket_path);
@@ -371,16 +380,34 @@ Status ServeChip(std::unique_ptr<SecureElement> chip, const std::string& socket_
     sigaction(SIGINT, &sa, nullptr);
   }
   // One poll loop: commands from all clients run one at a time, as on a bus.
-  std::map<int, Bytes> clients;  // fd -> bytes received so far
+  // Each client has its own session (PIN, manufacturer key, volatile key).
+  struct Client {
+    Bytes pending;  // bytes received so far
+    SecureElement::Session session;
+  };
+  std::map<int, Client> clients;
+  auto drop = [&](int fd) {
+    ::close(fd);
+    clients.erase(fd);  // its session, volatile key included, goes with it
+  };
   while (!(handle_signals && g_signalled) && !(stop && stop())) {
-    std::vector<pollfd> fds = {{listener, POLLIN, 0}};
+    // At the client limit the listener is not polled: a flood of idle
+    // connections waits in the backlog instead of spinning the loop.
+    std::vector<pollfd> fds = {
+        {listener, static_cast<short>(clients.size() < kMaxClients ? POLLIN : 0), 0}};
     for (const auto& [fd, _] : clients) fds.push_back({fd, POLLIN, 0});
     int n = ::poll(fds.data(), fds.size(), 200);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) break;
     if ((fds[0].revents & POLLIN) != 0) {
       int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-      if (c >= 0) clients[c] = {};
+      if (c >= 0) {
+        // A client that stops reading its answers is dropped after a second
+        // instead of blocking everyone else's commands.
+        timeval timeout{1, 0};
+        ::setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+        clients[c];
+      }
     }
     for (size_t i = 1; i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
@@ -388,35 +415,34 @@ Status ServeChip(std::unique_ptr<SecureElement> chip, const std::string& socket_
       uint8_t buf[4096];
       ssize_t got = ::recv(fd, buf, sizeof buf, 0);
       if (got <= 0) {
-        ::close(fd);
-        clients.erase(fd);
+        drop(fd);
         continue;
       }
-      Bytes& pending = clients[fd];
+      Client& client = clients[fd];
+      Bytes& pending = client.pending;
       pending.insert(pending.end(), buf, buf + got);
-      bool drop = false;
+      bool broken = false;
       while (pending.size() >= 4) {
         size_t len = static_cast<size_t>(pending[0]) << 24 | static_cast<size_t>(pending[1]) << 16 |
                      static_cast<size_t>(pending[2]) << 8 | pending[3];
         if (len > kMaxFrame) {
-          drop = true;  // a client that breaks the framing loses its connection
+          broken = true;  // a client that breaks the framing loses its connection
           break;
         }
         if (pending.size() < 4 + len) break;
+        chip->UseSession(&client.session);
         Bytes answer = chip->Process(ByteView(pending).subspan(4, len));
+        chip->UseSession(nullptr);
         pending.erase(pending.begin(), pending.begin() + static_cast<long>(4 + len));
         if (!SendAll(fd, Frame(answer)).ok()) {
-          drop = true;
+          broken = true;
           break;
         }
       }
-      if (drop) {
-        ::close(fd);
-        clients.erase(fd);
-      }
+      if (broken) drop(fd);
     }
   }
-  for (const auto& [fd, _] : clients) ::close(fd);
+  for (const auto& entry : clients) ::close(entry.first);
   ::close(listener);
   ::unlink(socket_path.c_str());
   return {};

@@ -51,6 +51,8 @@ class SocketTransport final : public Transport {
 
 // Frames on the socket: larger ones are refused by both ends.
 inline constexpr size_t kMaxFrame = 70 * 1024;
+// Clients the daemon serves at once.
+inline constexpr size_t kMaxClients = 64;
 
 struct ChipInfo {
   std::string serial;

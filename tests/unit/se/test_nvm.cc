@@ -105,7 +105,7 @@ TEST_F(NvmTest, DamagedFuseFileIsTamper) {
 
 // A power cut at every step of a save leaves the old or the new state, never a broken one.
 TEST_F(NvmTest, PowerLossAtEveryStepLeavesOldOrNewState) {
-  for (int cut = 1; cut <= 10; ++cut) {
+  for (int cut = 1; cut <= 11; ++cut) {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     auto nvm = NvmImage::Create(path_, AsBytes("old"));
@@ -121,13 +121,41 @@ TEST_F(NvmTest, PowerLossAtEveryStepLeavesOldOrNewState) {
     auto state = after->Load();
     ASSERT_TRUE(state.ok()) << "cut " << cut << ": " << state.error().message;
     std::string s(AsString(*state));
-    // Steps 1-4 happen before the image is renamed into place (old state);
-    // from step 5 on the new image is in place (new state).
-    EXPECT_EQ(s, cut <= 4 ? "old" : "new") << "cut " << cut;
+    // Steps 1-5 write "<image>.new", 6-9 the fuse's temporary file: old state.
+    // From step 10 (the fuse renamed into place: the commit point) on, new state.
+    EXPECT_EQ(s, cut <= 9 ? "old" : "new") << "cut " << cut;
     // And the chip keeps working: the next save and load succeed.
     ASSERT_TRUE(after->Save(AsBytes("next")).ok());
     EXPECT_EQ(AsString(*NvmImage::Open(path_)->Load()), "next");
   }
+}
+
+}  // namespace
+}  // namespace devid::se
+
+namespace devid::se {
+namespace {
+
+// A cut between two writes must not leave two acceptable states for an
+// attacker to choose from (old image + old fuse, or new image + new fuse).
+TEST_F(NvmTest, AfterAnInterruptedSaveOnlyOneStateIsAccepted) {
+  auto nvm = NvmImage::Create(path_, AsBytes("tries=3"));
+  ASSERT_TRUE(nvm.ok());
+  Bytes old_image = ReadImage();
+  Bytes old_fuse = *ReadFile(path_ + ".fuse");
+  // Cut right after the fuse commit, before the new image moved into place.
+  auto cutting = NvmImage::Open(path_, [](int step) { return step != 11; });
+  ASSERT_TRUE(cutting->Load().ok());
+  EXPECT_FALSE(cutting->Save(AsBytes("tries=2")).ok());
+  // The chip comes back with the new state...
+  EXPECT_EQ(AsString(*NvmImage::Open(path_)->Load()), "tries=2");
+  // ...and putting the old image back (with or without the old .new) is tamper;
+  WriteImage(old_image);
+  EXPECT_EQ(LoadError(), ErrorCode::kTamper);
+  // only the old fuse AND old image together give the old state, which is the
+  // documented limit: the fuse file stands for on-chip fuses an attacker cannot rewrite.
+  ASSERT_TRUE(WriteFileAtomic(path_ + ".fuse", old_fuse).ok());
+  EXPECT_EQ(AsString(*NvmImage::Open(path_)->Load()), "tries=3");
 }
 
 }  // namespace

@@ -490,3 +490,47 @@ TEST_F(ChipTest, TruncatedOrRolledBackImageIsTamper) {
 
 }  // namespace
 }  // namespace devid::se
+
+namespace devid::se {
+namespace {
+
+// seed "VaultIC": a PIN guess is paid for before it is judged. A host that
+// cuts power on the first sign of the answer learns nothing for free.
+TEST_F(ChipTest, PowerCutDuringAPinCheckNeverGivesAFreeGuess) {
+  for (int cut : {9, 10}) {  // just before / just after the spent try is committed
+    chip_.reset();
+    int saves = 0;
+    auto chip = SecureElement::Open(image_, nullptr, [&saves, cut](int step) {
+      if (step == 1) ++saves;
+      return !(saves == 1 && step == cut);  // cut the first save only
+    });
+    ASSERT_TRUE(chip.ok());
+    chip_ = std::move(chip).value();
+    // The right PIN: the answer carries no verdict when the power goes.
+    auto r = Send(Ins::kAuthenticate, 0x01, 0, Bytes{'1', '2', '3', '4'});
+    EXPECT_EQ(r.sw, 0x6F00) << "cut " << cut;
+    Reboot();
+    int tries = Send(Ins::kGetInfo).data[1 + Send(Ins::kGetInfo).data[0] + 4];
+    // Cut before the commit: nothing spent, nothing learned. After: the try is spent.
+    EXPECT_EQ(tries, cut == 9 ? kPinTries : kPinTries - 1) << "cut " << cut;
+    Login();  // and the PIN still works, restoring the tries
+  }
+}
+
+TEST_F(ChipTest, DaemonSessionsDoNotShareALogin) {
+  ASSERT_EQ(Send(Ins::kGenerateKeyPair, 0, 0x01 | 0x80).sw, kOk);
+  SecureElement::Session alice;
+  SecureElement::Session bob;
+  chip_->UseSession(&alice);
+  Login();
+  EXPECT_EQ(Send(Ins::kSign, 0, 0, Bytes(32, 1)).sw, kOk);
+  chip_->UseSession(&bob);
+  EXPECT_EQ(Send(Ins::kSign, 0, 0, Bytes(32, 1)).sw, 0x6982);
+  ASSERT_EQ(Send(Ins::kGenerateKeyPair, kVolatileSlot, 0x01).sw, kOk);
+  chip_->UseSession(&alice);
+  EXPECT_EQ(Send(Ins::kReadPublicKey, kVolatileSlot).sw, 0x6A82);  // bob's volatile key is bob's
+  chip_->UseSession(nullptr);
+}
+
+}  // namespace
+}  // namespace devid::se
