@@ -90,6 +90,8 @@ grep -Eq '^SIGN slot=0 sw=9000 us=[0-9]+$' cmd.log && pass "the command log reco
 DAEMON=$!
 for _ in $(seq 50); do [ -S "$T/chip.sock" ] && break; sleep 0.1; done
 ok "info over the socket" "$DEVID" se info --socket "$T/chip.sock"
+err "the image cannot be opened a second time while the daemon runs it" 'in use by another process' \
+  "$DEVID" se info --image chip.img
 ok "sign over the socket" "$DEVID" se sign --socket "$T/chip.sock" --slot 0 --in ca.bin --out sock.der
 grep -q 'Verified OK' <<<"$(openssl dgst -sha256 -verify p256.pem -signature sock.der ca.bin 2>&1)" \
   && pass "a signature made over the socket verifies" || fail "a signature made over the socket verifies"

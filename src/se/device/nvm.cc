@@ -1,9 +1,12 @@
 #include "se/device/nvm.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <utility>
 
 #include "crypto/aead.h"
 #include "crypto/key.h"
@@ -43,6 +46,49 @@ bool Exists(const std::string& path) {
 
 }  // namespace
 
+NvmImage::NvmImage(NvmImage&& o) noexcept
+    : image_path_(std::move(o.image_path_)),
+      key_(std::move(o.key_)),
+      committed_(o.committed_),
+      version_(o.version_),
+      committed_hash_(std::move(o.committed_hash_)),
+      lock_fd_(std::exchange(o.lock_fd_, -1)),
+      crash_point_(std::move(o.crash_point_)) {}
+
+NvmImage& NvmImage::operator=(NvmImage&& o) noexcept {
+  if (this != &o) {
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+    image_path_ = std::move(o.image_path_);
+    key_ = std::move(o.key_);
+    committed_ = o.committed_;
+    version_ = o.version_;
+    committed_hash_ = std::move(o.committed_hash_);
+    crash_point_ = std::move(o.crash_point_);
+    lock_fd_ = std::exchange(o.lock_fd_, -1);
+  }
+  return *this;
+}
+
+NvmImage::~NvmImage() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
+}
+
+Status NvmImage::Lock() {
+  // The lock lives on "<image>.lock": the fuse file itself is replaced by rename on every save.
+  std::string path = image_path_ + ".lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return MakeError(ErrorCode::kIo, "cannot open " + path);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return MakeError(
+        ErrorCode::kIo,
+        "the chip " + image_path_ +
+            " is in use by another process (a `devid se run` daemon?); use its --socket");
+  }
+  lock_fd_ = fd;
+  return {};
+}
+
 Result<NvmImage> NvmImage::Create(const std::string& image_path, ByteView initial,
                                   CrashPoint crash_point) {
   if (Exists(image_path) || Exists(FusePath(image_path))) {
@@ -51,6 +97,7 @@ Result<NvmImage> NvmImage::Create(const std::string& image_path, ByteView initia
   DEVID_ASSIGN_OR_RETURN(Bytes key, crypto::RandomBytes(crypto::kAesGcmKeySize));
   NvmImage nvm(image_path, SecretBytes(key), 0, std::move(crash_point));
   SecureZero(key.data(), key.size());
+  DEVID_TRY(nvm.Lock());
   DEVID_TRY(nvm.WriteFuse(0, {}, 0));
   DEVID_TRY(nvm.Save(initial));
   return nvm;
@@ -74,6 +121,7 @@ Result<NvmImage> NvmImage::Open(const std::string& image_path, CrashPoint crash_
   SecureZero(f.data(), f.size());
   NvmImage nvm(image_path, std::move(key), committed, std::move(crash_point));
   nvm.committed_hash_ = std::move(image_hash);
+  DEVID_TRY(nvm.Lock());
   return nvm;
 }
 

@@ -37,6 +37,12 @@ class NvmImage {
   // old or the new state, never a broken one and never a choice of both.
   Status Save(ByteView plaintext);
 
+  NvmImage(NvmImage&& other) noexcept;
+  NvmImage& operator=(NvmImage&& other) noexcept;
+  NvmImage(const NvmImage&) = delete;
+  NvmImage& operator=(const NvmImage&) = delete;
+  ~NvmImage();
+
   uint64_t version() const { return version_; }
   const std::string& path() const { return image_path_; }
 
@@ -54,6 +60,10 @@ class NvmImage {
   uint64_t committed_;
   uint64_t version_;
   Bytes committed_hash_;  // SHA-256 of the committed image, from the fuse
+  // An exclusive lock on the fuse file while this chip is powered: two
+  // processes running one chip would overwrite each other's state.
+  int lock_fd_ = -1;
+  Status Lock();
   CrashPoint crash_point_;
 };
 

@@ -470,8 +470,11 @@ ApduResponse SecureElement::GenerateKeyPair(const ApduCommand& c) {
   bool needs_pin = (c.p2 & 0x80) != 0;
   if (persistent) {
     auto it = state_.slots.find(c.p1);
-    // Replacing a key takes the right to use it.
-    if (it != state_.slots.end() && it->second.needs_pin && !session_->pin_verified) {
+    // Replacing a key takes the right to use it; once operational, making or
+    // replacing any persistent key (the device's identity) takes the PIN.
+    bool replacing_protected = it != state_.slots.end() && it->second.needs_pin;
+    bool operational = state_.lifecycle == Lifecycle::kOperational;
+    if ((replacing_protected || operational) && !session_->pin_verified) {
       return Sw(StatusWord::kSecurityNotSatisfied);
     }
     if (it == state_.slots.end() && UsedNvm(state_) + kSlotCost > kNvmCapacity)
@@ -830,18 +833,26 @@ ApduResponse SecureElement::Aes(const ApduCommand& c) {
   if (k->needs_pin && !session_->pin_verified) return Sw(StatusWord::kSecurityNotSatisfied);
   if (c.p2 > 1) return Sw(StatusWord::kWrongP1P2);
   ByteView d(c.data);
-  if (d.size() < crypto::kAesGcmNonceSize + 1) return Sw(StatusWord::kWrongLength);
-  ByteView nonce = d.first(crypto::kAesGcmNonceSize);
-  size_t aad_len = d[crypto::kAesGcmNonceSize];
-  if (d.size() < crypto::kAesGcmNonceSize + 1 + aad_len) return Sw(StatusWord::kWrongLength);
-  ByteView aad = d.subspan(crypto::kAesGcmNonceSize + 1, aad_len);
-  ByteView text = d.subspan(crypto::kAesGcmNonceSize + 1 + aad_len);
+  // Encrypt: aad_len aad text; the chip draws the nonce (GCM must never reuse
+  // one under a key, so the caller does not choose it) -> nonce || ciphertext || tag.
+  // Decrypt: nonce aad_len aad ciphertext||tag -> plaintext.
+  size_t nonce_len = c.p2 == 1 ? crypto::kAesGcmNonceSize : 0;
+  if (d.size() < nonce_len + 1) return Sw(StatusWord::kWrongLength);
+  size_t aad_len = d[nonce_len];
+  if (d.size() < nonce_len + 1 + aad_len) return Sw(StatusWord::kWrongLength);
+  ByteView aad = d.subspan(nonce_len + 1, aad_len);
+  ByteView text = d.subspan(nonce_len + 1 + aad_len);
   if (c.p2 == 0) {
-    auto sealed = crypto::AesGcmSeal(k->pkcs8.view(), nonce, aad, text);
+    if (!rng_) return Sw(StatusWord::kRandomFailure);
+    auto nonce = rng_->Generate(crypto::kAesGcmNonceSize);
+    if (!nonce.ok()) return Sw(StatusWord::kRandomFailure);
+    auto sealed = crypto::AesGcmSeal(k->pkcs8.view(), *nonce, aad, text);
     if (!sealed.ok()) return Sw(StatusWord::kInternal);
-    return Reply(StatusWord::kOk, std::move(sealed).value());
+    Bytes out = std::move(nonce).value();
+    out.insert(out.end(), sealed->begin(), sealed->end());
+    return Reply(StatusWord::kOk, std::move(out));
   }
-  auto plain = crypto::AesGcmOpen(k->pkcs8.view(), nonce, aad, text);
+  auto plain = crypto::AesGcmOpen(k->pkcs8.view(), d.first(crypto::kAesGcmNonceSize), aad, text);
   if (!plain.ok()) return ApduResponse{{}, kStatusVerifyFailed};
   return Reply(StatusWord::kOk, std::move(plain).value());
 }

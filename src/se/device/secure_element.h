@@ -33,9 +33,10 @@
 //                     AES-256-GCM(PKCS#8 EC key) under HKDF-SHA256(ECDH(ephemeral,
 //                     transport key), salt = ephemeral point, info "devid IMPORT_KEY v1"),
 //                     associated data = P1 P2
-//   AES               P1 = AES slot, P2 = 0 encrypt / 1 decrypt,
-//                     data = nonce(12) aad_len aad text -> ciphertext||tag, or plaintext
-//                     (6300 when the tag does not match)
+//   AES               P1 = AES slot, P2 = 0 encrypt: data = aad_len aad plaintext
+//                       -> nonce(12, drawn by the chip) ciphertext||tag
+//                     P2 = 1 decrypt: data = nonce(12) aad_len aad ciphertext||tag
+//                       -> plaintext (6300 when the tag does not match)
 // Access conditions (ac): 0x00 always, 0x01 after the user PIN, 0xFF never
 // (writes: never once operational; before that the personaliser may write).
 // clang-format on

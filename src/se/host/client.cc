@@ -322,17 +322,23 @@ Status ChipClient::ImportKey(uint8_t slot, const crypto::PrivateKey& key, bool n
   return {};
 }
 
-Result<Bytes> ChipClient::AesGcm(uint8_t slot, bool encrypt, ByteView nonce, ByteView aad,
-                                 ByteView text) {
-  if (nonce.size() != crypto::kAesGcmNonceSize || aad.size() > 255) {
-    return MakeError(ErrorCode::kInvalidInput,
-                     "AES-GCM needs a 12-byte nonce and at most 255 bytes of AAD");
+Result<Bytes> ChipClient::AesGcmEncrypt(uint8_t slot, ByteView aad, ByteView plaintext) {
+  if (aad.size() > 255) return MakeError(ErrorCode::kInvalidInput, "at most 255 bytes of AAD");
+  Bytes d = {static_cast<uint8_t>(aad.size())};
+  d.insert(d.end(), aad.begin(), aad.end());
+  d.insert(d.end(), plaintext.begin(), plaintext.end());
+  return Call(Ins::kAes, slot, 0, d);
+}
+
+Result<Bytes> ChipClient::AesGcmDecrypt(uint8_t slot, ByteView aad, ByteView sealed) {
+  if (aad.size() > 255 || sealed.size() < crypto::kAesGcmNonceSize) {
+    return MakeError(ErrorCode::kInvalidInput, "AES-GCM: at most 255 bytes of AAD, and a nonce");
   }
-  Bytes d(nonce.begin(), nonce.end());
+  Bytes d(sealed.begin(), sealed.begin() + crypto::kAesGcmNonceSize);
   d.push_back(static_cast<uint8_t>(aad.size()));
   d.insert(d.end(), aad.begin(), aad.end());
-  d.insert(d.end(), text.begin(), text.end());
-  DEVID_ASSIGN_OR_RETURN(ApduResponse r, Exchange(Ins::kAes, slot, encrypt ? 0 : 1, d, {}));
+  d.insert(d.end(), sealed.begin() + crypto::kAesGcmNonceSize, sealed.end());
+  DEVID_ASSIGN_OR_RETURN(ApduResponse r, Exchange(Ins::kAes, slot, 1, d, {}));
   if (r.sw == 0x6300) return MakeError(ErrorCode::kVerification, "AES-GCM tag does not match");
   if (!r.ok()) return StatusError(r.sw);
   return std::move(r.data);

@@ -103,7 +103,10 @@ class ChipClient {
   // Wraps `key` to the chip's transport key (ECDH with a fresh ephemeral key,
   // HKDF-SHA256, AES-256-GCM) and imports it into `slot` (personalisation only).
   Status ImportKey(uint8_t slot, const crypto::PrivateKey& key, bool needs_pin);
-  Result<Bytes> AesGcm(uint8_t slot, bool encrypt, ByteView nonce, ByteView aad, ByteView text);
+  // nonce || ciphertext || tag; the chip draws the nonce.
+  Result<Bytes> AesGcmEncrypt(uint8_t slot, ByteView aad, ByteView plaintext);
+  // Takes what AesGcmEncrypt returned; kVerification when the tag does not match.
+  Result<Bytes> AesGcmDecrypt(uint8_t slot, ByteView aad, ByteView sealed);
   // Challenge-response with the manufacturer key, then a new user PIN.
   Status AuthenticateManufacturer(ByteView manufacturer_key);
   Status ResetPin(std::string_view new_pin);

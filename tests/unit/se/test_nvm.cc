@@ -34,10 +34,16 @@ class NvmTest : public ::testing::Test {
 };
 
 TEST_F(NvmTest, SaveAndLoadRoundTripWithIncreasingVersions) {
-  auto nvm = NvmImage::Create(path_, AsBytes("state-1"));
-  ASSERT_TRUE(nvm.ok()) << nvm.error().message;
-  EXPECT_EQ(nvm->version(), 1u);
-  ASSERT_TRUE(nvm->Save(AsBytes("state-2")).ok());
+  {
+    auto nvm = NvmImage::Create(path_, AsBytes("state-1"));
+    ASSERT_TRUE(nvm.ok()) << nvm.error().message;
+    EXPECT_EQ(nvm->version(), 1u);
+    ASSERT_TRUE(nvm->Save(AsBytes("state-2")).ok());
+    // While it is powered, nobody else runs the same chip.
+    auto second = NvmImage::Open(path_);
+    ASSERT_FALSE(second.ok());
+    EXPECT_NE(second.error().message.find("in use"), std::string::npos);
+  }
   auto again = NvmImage::Open(path_);
   ASSERT_TRUE(again.ok());
   auto state = again->Load();
@@ -74,10 +80,13 @@ TEST_F(NvmTest, TruncationIsTamper) {
 }
 
 TEST_F(NvmTest, RollbackToAnOlderImageIsTamper) {
-  auto nvm = NvmImage::Create(path_, AsBytes("v1"));
-  ASSERT_TRUE(nvm.ok());
-  Bytes v1 = ReadImage();
-  ASSERT_TRUE(nvm->Save(AsBytes("v2")).ok());
+  Bytes v1;
+  {
+    auto nvm = NvmImage::Create(path_, AsBytes("v1"));
+    ASSERT_TRUE(nvm.ok());
+    v1 = ReadImage();
+    ASSERT_TRUE(nvm->Save(AsBytes("v2")).ok());
+  }
   WriteImage(v1);
   auto reopened = NvmImage::Open(path_);
   ASSERT_TRUE(reopened.ok());
@@ -108,13 +117,14 @@ TEST_F(NvmTest, PowerLossAtEveryStepLeavesOldOrNewState) {
   for (int cut = 1; cut <= 11; ++cut) {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    auto nvm = NvmImage::Create(path_, AsBytes("old"));
-    ASSERT_TRUE(nvm.ok());
-    auto cutting = NvmImage::Open(path_, [cut](int step) { return step != cut; });
-    ASSERT_TRUE(cutting.ok());
-    ASSERT_TRUE(cutting->Load().ok());
-    Status saved = cutting->Save(AsBytes("new"));
-    EXPECT_FALSE(saved.ok()) << "cut " << cut;
+    ASSERT_TRUE(NvmImage::Create(path_, AsBytes("old")).ok());
+    {
+      auto cutting = NvmImage::Open(path_, [cut](int step) { return step != cut; });
+      ASSERT_TRUE(cutting.ok());
+      ASSERT_TRUE(cutting->Load().ok());
+      Status saved = cutting->Save(AsBytes("new"));
+      EXPECT_FALSE(saved.ok()) << "cut " << cut;
+    }  // power off
     // "Reboot": a fresh open must find a consistent state.
     auto after = NvmImage::Open(path_);
     ASSERT_TRUE(after.ok()) << "cut " << cut << ": " << after.error().message;
@@ -126,6 +136,7 @@ TEST_F(NvmTest, PowerLossAtEveryStepLeavesOldOrNewState) {
     EXPECT_EQ(s, cut <= 9 ? "old" : "new") << "cut " << cut;
     // And the chip keeps working: the next save and load succeed.
     ASSERT_TRUE(after->Save(AsBytes("next")).ok());
+    after = Result<NvmImage>(MakeError(ErrorCode::kInternal, "powered off"));  // releases the chip
     EXPECT_EQ(AsString(*NvmImage::Open(path_)->Load()), "next");
   }
 }
@@ -139,14 +150,15 @@ namespace {
 // A cut between two writes must not leave two acceptable states for an
 // attacker to choose from (old image + old fuse, or new image + new fuse).
 TEST_F(NvmTest, AfterAnInterruptedSaveOnlyOneStateIsAccepted) {
-  auto nvm = NvmImage::Create(path_, AsBytes("tries=3"));
-  ASSERT_TRUE(nvm.ok());
+  ASSERT_TRUE(NvmImage::Create(path_, AsBytes("tries=3")).ok());
   Bytes old_image = ReadImage();
   Bytes old_fuse = *ReadFile(path_ + ".fuse");
-  // Cut right after the fuse commit, before the new image moved into place.
-  auto cutting = NvmImage::Open(path_, [](int step) { return step != 11; });
-  ASSERT_TRUE(cutting->Load().ok());
-  EXPECT_FALSE(cutting->Save(AsBytes("tries=2")).ok());
+  {
+    // Cut right after the fuse commit, before the new image moved into place.
+    auto cutting = NvmImage::Open(path_, [](int step) { return step != 11; });
+    ASSERT_TRUE(cutting->Load().ok());
+    EXPECT_FALSE(cutting->Save(AsBytes("tries=2")).ok());
+  }
   // The chip comes back with the new state...
   EXPECT_EQ(AsString(*NvmImage::Open(path_)->Load()), "tries=2");
   // ...and putting the old image back (with or without the old .new) is tamper;

@@ -354,25 +354,26 @@ TEST_F(ClientTest, ImportedKeySignsAndOnlyWhilePersonalising) {
 
 TEST_F(ClientTest, ImportKeyWrappedForAnotherChipIsRefused) {
   // Wrap for one chip, replay to another: the transport keys differ.
+  client_.reset();  // power the first chip off; it is reopened below through a recorder
   std::string other_image = (dir_ / "other.img").string();
-  auto other = SecureElement::Create(other_image, "SN-O", SecretString("1234")).value();
-  ChipClient other_client(std::make_unique<InProcessTransport>(std::move(other)));
-  std::vector<Bytes> sent;
+  ASSERT_TRUE(SecureElement::Create(other_image, "SN-O", SecretString("1234")).ok());
   struct Recorder : Transport {
-    Transport* inner;
-    std::vector<Bytes>* sent;
+    std::unique_ptr<Transport> inner;
+    std::vector<Bytes>* sent = nullptr;
     Result<Bytes> Transmit(ByteView c) override {
       sent->emplace_back(c.begin(), c.end());
       return inner->Transmit(c);
     }
   };
-  auto key = crypto::PrivateKey::Generate(crypto::KeyType::kEcP256).value();
-  auto inner = std::make_unique<InProcessTransport>(SecureElement::Open(image_).value());
-  auto recorder = std::make_unique<Recorder>();
-  recorder->inner = inner.get();
-  recorder->sent = &sent;
-  ChipClient recording(std::move(recorder));
-  ASSERT_TRUE(recording.ImportKey(1, key, false).ok());
+  std::vector<Bytes> sent;
+  {
+    auto recorder = std::make_unique<Recorder>();
+    recorder->inner = std::make_unique<InProcessTransport>(SecureElement::Open(image_).value());
+    recorder->sent = &sent;
+    ChipClient recording(std::move(recorder));
+    auto key = crypto::PrivateKey::Generate(crypto::KeyType::kEcP256).value();
+    ASSERT_TRUE(recording.ImportKey(1, key, false).ok());
+  }
   Bytes import_apdu = sent.back();
   auto r = ApduResponse::Parse(SecureElement::Open(other_image).value()->Process(import_apdu));
   EXPECT_EQ(r->sw, 0x6A80);
@@ -381,17 +382,20 @@ TEST_F(ClientTest, ImportKeyWrappedForAnotherChipIsRefused) {
 TEST_F(ClientTest, AesKeysEncryptAndDecryptInsideTheChip) {
   ASSERT_TRUE(client_->GenerateKeyPair(4, crypto::KeyType::kEcP256, false).ok());  // an EC slot
   ASSERT_TRUE(client_->Call(Ins::kGenerateKeyPair, 5, 0x10, {}).ok());             // AES-256
-  Bytes nonce(12, 0x01);
-  auto sealed = client_->AesGcm(5, true, nonce, AsBytes("hdr"), AsBytes("telemetry"));
+  auto sealed = client_->AesGcmEncrypt(5, AsBytes("hdr"), AsBytes("telemetry"));
   ASSERT_TRUE(sealed.ok()) << sealed.error().message;
-  auto plain = client_->AesGcm(5, false, nonce, AsBytes("hdr"), *sealed);
+  auto plain = client_->AesGcmDecrypt(5, AsBytes("hdr"), *sealed);
   ASSERT_TRUE(plain.ok());
   EXPECT_EQ(AsString(*plain), "telemetry");
+  // The chip picks a fresh nonce each time: the same plaintext never seals the same.
+  EXPECT_NE(Bytes(sealed->begin(), sealed->begin() + 12),
+            Bytes(client_->AesGcmEncrypt(5, AsBytes("hdr"), AsBytes("telemetry"))->begin(),
+                  client_->AesGcmEncrypt(5, AsBytes("hdr"), AsBytes("telemetry"))->begin() + 12));
   Bytes forged = *sealed;
-  forged[0] ^= 1;
-  EXPECT_EQ(client_->AesGcm(5, false, nonce, AsBytes("hdr"), forged).error().code,
+  forged[20] ^= 1;
+  EXPECT_EQ(client_->AesGcmDecrypt(5, AsBytes("hdr"), forged).error().code,
             ErrorCode::kVerification);
-  EXPECT_EQ(client_->AesGcm(4, true, nonce, {}, AsBytes("x")).error().code,
+  EXPECT_EQ(client_->AesGcmEncrypt(4, {}, AsBytes("x")).error().code,
             ErrorCode::kPolicy);                                               // EC slot
   EXPECT_EQ(client_->Sign(5, Bytes(32, 0)).error().code, ErrorCode::kPolicy);  // AES slot
   EXPECT_FALSE(client_->ReadPublicKey(5).ok());
@@ -530,6 +534,23 @@ TEST_F(ChipTest, DaemonSessionsDoNotShareALogin) {
   chip_->UseSession(&alice);
   EXPECT_EQ(Send(Ins::kReadPublicKey, kVolatileSlot).sw, 0x6A82);  // bob's volatile key is bob's
   chip_->UseSession(nullptr);
+}
+
+}  // namespace
+}  // namespace devid::se
+
+namespace devid::se {
+namespace {
+
+TEST_F(ChipTest, OnceOperationalKeysAreMadeOrReplacedOnlyWithThePin) {
+  ASSERT_EQ(Send(Ins::kGenerateKeyPair, 0, 0x01).sw, kOk);
+  ASSERT_EQ(Send(Ins::kSetLifecycle, 3).sw, kOk);
+  EXPECT_EQ(Send(Ins::kGenerateKeyPair, 0, 0x01).sw, 0x6982);  // the identity key stays
+  EXPECT_EQ(Send(Ins::kGenerateKeyPair, 1, 0x01).sw, 0x6982);
+  EXPECT_EQ(Send(Ins::kGenerateKeyPair, kVolatileSlot, 0x01).sw,
+            kOk);  // ephemeral keys need no PIN
+  Login();
+  EXPECT_EQ(Send(Ins::kGenerateKeyPair, 1, 0x01).sw, kOk);
 }
 
 }  // namespace
