@@ -6,8 +6,10 @@
 // (b) key generation + certificate through the CA engine, store write included.
 // After the runs it prints each rate as a ratio to the references.
 #include <benchmark/benchmark.h>
+
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include "median_reporter.h"
 
 #include <cstring>
 #include <filesystem>
@@ -218,29 +220,6 @@ void BM_Devid_KeygenAndIssue(benchmark::State& state) {
 }
 BENCHMARK(BM_Devid_KeygenAndIssue)->UseRealTime();
 
-// Collects every repetition's rate (operations per wall-clock second) per benchmark.
-class RateReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& r : runs) {
-      if (r.iterations > 0 && r.real_accumulated_time > 0 && r.run_type == Run::RT_Iteration) {
-        rates[r.run_name.function_name].push_back(static_cast<double>(r.iterations) /
-                                                  r.real_accumulated_time);
-      }
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-  // Median over the repetitions: the machine's noise moves single runs by +-20%.
-  double Median(const std::string& name) const {
-    auto it = rates.find(name);
-    if (it == rates.end() || it->second.empty()) return 0;
-    std::vector<double> v = it->second;
-    std::sort(v.begin(), v.end());
-    return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-  }
-  std::map<std::string, std::vector<double>> rates;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -263,7 +242,7 @@ int main(int argc, char** argv) {
   }
   int n = static_cast<int>(args.size());
   benchmark::Initialize(&n, args.data());
-  RateReporter reporter;
+  devid::bench::MedianReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   auto rate = [&](const char* name) { return reporter.Median(name); };
   double plain = rate("BM_PlainOpenSsl_Pipeline");

@@ -3,6 +3,8 @@
 // process and over the `devid se run` socket. Prints the ratios at the end.
 #include <benchmark/benchmark.h>
 
+#include "median_reporter.h"
+
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -178,27 +180,6 @@ BENCHMARK(BM_Raw_Random32)->UseRealTime();
 BENCHMARK(BM_Chip_Random32)->Arg(0)->Arg(1)->UseRealTime();
 BENCHMARK(BM_Chip_GetInfo)->Arg(0)->Arg(1)->UseRealTime();
 
-class Reporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& r : runs) {
-      if (r.iterations > 0 && r.run_type == Run::RT_Iteration) {
-        rates[r.run_name.function_name + "/" + r.run_name.args].push_back(
-            static_cast<double>(r.iterations) / r.real_accumulated_time);
-      }
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-  double Median(const std::string& name) const {
-    auto it = rates.find(name);
-    if (it == rates.end()) return 0;
-    std::vector<double> v = it->second;
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  }
-  std::map<std::string, std::vector<double>> rates;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -216,10 +197,10 @@ int main(int argc, char** argv) {
   if (!smoke) args.insert(args.begin() + 1, {repetitions, interleave});
   int n = static_cast<int>(args.size());
   benchmark::Initialize(&n, args.data());
-  Reporter reporter;
+  devid::bench::MedianReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   auto line = [&](const char* what, const char* raw, const char* chip) {
-    double r = reporter.Median(std::string(raw) + "/");
+    double r = reporter.Median(raw);
     double in = reporter.Median(std::string(chip) + "/0");
     double so = reporter.Median(std::string(chip) + "/1");
     if (r > 0 && in > 0 && so > 0) {
@@ -236,7 +217,7 @@ int main(int argc, char** argv) {
   line("RANDOM32", "BM_Raw_Random32", "BM_Chip_Random32");
   double info_in = reporter.Median("BM_Chip_GetInfo/0");
   double info_so = reporter.Median("BM_Chip_GetInfo/1");
-  double echo = reporter.Median("BM_Raw_SocketRoundTrip/");
+  double echo = reporter.Median("BM_Raw_SocketRoundTrip");
   if (info_in > 0 && info_so > 0 && echo > 0) {
     std::printf(
         "socket round trip adds %.1f us a command (GET_INFO: %.1f us in-process, %.1f us over the "

@@ -109,7 +109,9 @@ Status WriteFileAtomic(const std::string& requested, ByteView data, unsigned mod
   }
   std::filesystem::path target(path);
   std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
-  std::string tmp = (dir / ("." + target.filename().string() + ".tmpXXXXXX")).string();
+  // mkstemp replaces the six trailing template characters.
+  std::string tmp =
+      (dir / ("." + target.filename().string() + ".tmp" + std::string(6, 'X'))).string();
   int fd = ::mkstemp(tmp.data());
   if (fd < 0) return IoError("cannot create a temporary file for", path);
   auto fail = [&](const char* what) {

@@ -16,7 +16,7 @@ Error OpenSslError(std::string_view what, ErrorCode code) {
     char buf[256];
     ERR_error_string_n(err, buf, sizeof(buf));
     if (!reasons.empty()) reasons += "; ";
-    // Keep the reason string only ("error:XXXXXXXX:lib::reason" -> reason).
+    // Keep the reason string only ("error:0A000086:SSL routines::reason" -> reason).
     std::string s(buf);
     auto pos = s.rfind(':');
     reasons += pos == std::string::npos ? s : s.substr(pos + 1);

@@ -235,13 +235,7 @@ size_t SecureElement::UsedNvm(const State& s) const {
 
 Result<std::shared_ptr<const crypto::PrivateKey>> SecureElement::LoadKey(uint8_t slot,
                                                                          StatusWord* sw) const {
-  const KeySlot* k = nullptr;
-  if (slot == kVolatileSlot) {
-    if (session_->volatile_slot) k = &*session_->volatile_slot;
-  } else {
-    auto it = state_.slots.find(slot);
-    if (it != state_.slots.end()) k = &it->second;
-  }
+  const KeySlot* k = FindSlot(slot);
   if (k == nullptr) {
     *sw = StatusWord::kNotFound;
     return MakeError(ErrorCode::kNotFound, "empty slot");
@@ -263,6 +257,12 @@ Result<std::shared_ptr<const crypto::PrivateKey>> SecureElement::LoadKey(uint8_t
     k->decoded = std::make_shared<const crypto::PrivateKey>(std::move(key).value());
   }
   return k->decoded;
+}
+
+const SecureElement::KeySlot* SecureElement::FindSlot(uint8_t slot) const {
+  if (slot == kVolatileSlot) return session_->volatile_slot ? &*session_->volatile_slot : nullptr;
+  auto it = state_.slots.find(slot);
+  return it != state_.slots.end() ? &it->second : nullptr;
 }
 
 Bytes SecureElement::Process(ByteView raw) {
@@ -524,12 +524,7 @@ ApduResponse SecureElement::ReadPublicKey(const ApduCommand& c) {
     out.insert(out.end(), point->begin(), point->end());
     return Reply(StatusWord::kOk, out);
   }
-  const KeySlot* k = nullptr;
-  if (c.p1 == kVolatileSlot) {
-    if (session_->volatile_slot) k = &*session_->volatile_slot;
-  } else if (auto it = state_.slots.find(c.p1); it != state_.slots.end()) {
-    k = &it->second;
-  }
+  const KeySlot* k = FindSlot(c.p1);
   if (k == nullptr) return Sw(StatusWord::kNotFound);
   if (k->aes) return Sw(StatusWord::kConditionsNotSatisfied);  // a secret key has no public part
   auto key = crypto::PrivateKey::FromPkcs8Der(k->pkcs8.view());
@@ -822,12 +817,7 @@ ApduResponse SecureElement::ImportKey(const ApduCommand& c) {
 }
 
 ApduResponse SecureElement::Aes(const ApduCommand& c) {
-  const KeySlot* k = nullptr;
-  if (c.p1 == kVolatileSlot) {
-    if (session_->volatile_slot) k = &*session_->volatile_slot;
-  } else if (auto it = state_.slots.find(c.p1); it != state_.slots.end()) {
-    k = &it->second;
-  }
+  const KeySlot* k = FindSlot(c.p1);
   if (k == nullptr) return Sw(StatusWord::kNotFound);
   if (!k->aes) return Sw(StatusWord::kConditionsNotSatisfied);
   if (k->needs_pin && !session_->pin_verified) return Sw(StatusWord::kSecurityNotSatisfied);

@@ -154,6 +154,8 @@ class SecureElement {
   // Seals `next` into NVM, then makes it the chip's state (all or nothing).
   StatusWord Commit(State next);
   size_t UsedNvm(const State& state) const;
+  // A persistent slot, or this session's volatile one; nullptr when empty.
+  const KeySlot* FindSlot(uint8_t slot) const;
   bool Allowed(uint8_t ac) const { return ac == 0x00 || (ac == 0x01 && session_->pin_verified); }
   Result<std::shared_ptr<const crypto::PrivateKey>> LoadKey(uint8_t slot, StatusWord* sw) const;
 
