@@ -223,27 +223,8 @@ BENCHMARK(BM_Devid_KeygenAndIssue)->UseRealTime();
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --smoke: CTest's run; it only checks that every case works. Otherwise the
-  // cases run 5 times, randomly interleaved, and the ratios use the medians.
-  std::vector<char*> args;
-  bool smoke = false;
-  for (int i = 0; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--smoke") == 0) {
-      smoke = true;
-    } else {
-      args.push_back(argv[i]);
-    }
-  }
-  static char repetitions[] = "--benchmark_repetitions=5";
-  static char interleave[] = "--benchmark_enable_random_interleaving=true";
-  static char no_aggregates[] = "--benchmark_report_aggregates_only=false";
-  if (!smoke) {
-    args.insert(args.begin() + 1, {repetitions, interleave, no_aggregates});
-  }
-  int n = static_cast<int>(args.size());
-  benchmark::Initialize(&n, args.data());
   devid::bench::MedianReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
+  devid::bench::RunBenchmarks(argc, argv, 5, reporter);
   auto rate = [&](const char* name) { return reporter.Median(name); };
   double plain = rate("BM_PlainOpenSsl_Pipeline");
   double floor_vs = rate("BM_Floor_VerifyAndSign");

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -183,22 +182,8 @@ BENCHMARK(BM_Chip_GetInfo)->Arg(0)->Arg(1)->UseRealTime();
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<char*> args;
-  bool smoke = false;
-  for (int i = 0; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--smoke") == 0) {
-      smoke = true;
-    } else {
-      args.push_back(argv[i]);
-    }
-  }
-  static char repetitions[] = "--benchmark_repetitions=3";
-  static char interleave[] = "--benchmark_enable_random_interleaving=true";
-  if (!smoke) args.insert(args.begin() + 1, {repetitions, interleave});
-  int n = static_cast<int>(args.size());
-  benchmark::Initialize(&n, args.data());
   devid::bench::MedianReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
+  devid::bench::RunBenchmarks(argc, argv, 3, reporter);
   auto line = [&](const char* what, const char* raw, const char* chip) {
     double r = reporter.Median(raw);
     double in = reporter.Median(std::string(chip) + "/0");

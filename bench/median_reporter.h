@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace devid::bench {
@@ -37,5 +38,30 @@ class MedianReporter : public benchmark::ConsoleReporter {
  private:
   std::map<std::string, std::vector<double>> rates_;
 };
+
+// Runs every registered benchmark into `reporter`. With --smoke (CTest's run)
+// each case runs briefly once, only to show it works; otherwise `repetitions`
+// randomly interleaved repetitions feed the medians.
+inline void RunBenchmarks(int argc, char** argv, int repetitions, MedianReporter& reporter) {
+  std::vector<std::string> args;
+  bool smoke = false;
+  for (int i = 0; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--smoke") {
+      smoke = true;
+    } else {
+      args.emplace_back(argv[i]);
+    }
+  }
+  if (!smoke) {
+    args.insert(args.begin() + 1, {"--benchmark_repetitions=" + std::to_string(repetitions),
+                                   "--benchmark_enable_random_interleaving=true",
+                                   "--benchmark_report_aggregates_only=false"});
+  }
+  std::vector<char*> pointers;
+  for (std::string& a : args) pointers.push_back(a.data());
+  int n = static_cast<int>(pointers.size());
+  benchmark::Initialize(&n, pointers.data());
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+}
 
 }  // namespace devid::bench
