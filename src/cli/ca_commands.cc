@@ -63,15 +63,7 @@ Result<ca::KeyProtection> ResolveProtection(const GlobalOptions& g) {
     return p;
   }
   if (!g.passphrase_file.empty()) {
-    DEVID_ASSIGN_OR_RETURN(Bytes content, ReadFile(g.passphrase_file, 4096));
-    std::string text(content.begin(), content.end());
-    SecureZero(content.data(), content.size());
-    auto nl = text.find_first_of("\r\n");
-    SecretString pass(std::string_view(text).substr(0, nl));
-    SecureZero(text.data(), text.size());
-    if (pass.empty())
-      return MakeError(ErrorCode::kAuth, "the passphrase file " + g.passphrase_file + " is empty");
-    p.passphrase = std::move(pass);
+    DEVID_ASSIGN_OR_RETURN(p.passphrase, ReadSecretLine(g.passphrase_file, "passphrase"));
     return p;
   }
   const char* env = std::getenv("DEVID_PASSPHRASE");

@@ -1,6 +1,6 @@
 // `devid se …`: the software secure element from the command line. Every chip
 // subcommand takes --image FILE (the chip in-process) or --socket PATH (a
-// `devid se run` daemon); --pin authenticates first.
+// `devid se run` daemon); a PIN (--pin-file, DEVID_PIN or --pin) authenticates first.
 #include <iostream>
 #include <memory>
 
@@ -17,6 +17,7 @@ struct ChipOptions {
   std::string image;
   std::string socket;
   std::string pin;
+  std::string pin_file;
   std::string log;
   bool latency = false;
 };
@@ -39,10 +40,33 @@ void AddChipSetupOptions(CLI::App* c, std::string& log, bool& latency) {
               "Model a real chip's command times (sign 115 ms, verify 105 ms, ...)");
 }
 
+void AddPinOptions(CLI::App* c, std::string& pin, std::string& pin_file, const std::string& use) {
+  c->add_option("--pin-file", pin_file, "File whose first line is the user PIN, " + use);
+  c->add_option("--pin", pin,
+                "The user PIN on the command line (visible to other local users; prefer "
+                "--pin-file or DEVID_PIN)");
+}
+
+// --pin-file, then --pin, then DEVID_PIN; none: no PIN.
+Result<std::optional<SecretString>> ResolvePin(const std::string& pin,
+                                               const std::string& pin_file) {
+  if (!pin.empty() && !pin_file.empty()) {
+    return MakeError(ErrorCode::kInvalidInput, "--pin and --pin-file exclude each other");
+  }
+  if (!pin_file.empty()) {
+    DEVID_ASSIGN_OR_RETURN(SecretString read, ReadSecretLine(pin_file, "PIN"));
+    return std::optional<SecretString>(std::move(read));
+  }
+  if (!pin.empty()) return std::optional<SecretString>(SecretString(pin));
+  const char* env = std::getenv("DEVID_PIN");
+  if (env != nullptr && *env != '\0') return std::optional<SecretString>(SecretString(env));
+  return std::optional<SecretString>();
+}
+
 void AddChipOptions(CLI::App* c, ChipOptions& o) {
   c->add_option("--image", o.image, "Chip image file (the chip runs in this process)");
   c->add_option("--socket", o.socket, "Socket of a `devid se run` daemon");
-  c->add_option("--pin", o.pin, "User PIN, presented before the command (AUTHENTICATE)");
+  AddPinOptions(c, o.pin, o.pin_file, "presented before the command (AUTHENTICATE)");
   AddChipSetupOptions(c, o.log, o.latency);
 }
 
@@ -53,7 +77,8 @@ Result<se::ChipClient> Connect(const ChipOptions& o) {
   }
   DEVID_ASSIGN_OR_RETURN(se::ChipClient client,
                          se::ChipClient::Open(o.image, o.socket, ChipSetup(o.log, o.latency)));
-  if (!o.pin.empty()) DEVID_TRY(client.Authenticate(o.pin));
+  DEVID_ASSIGN_OR_RETURN(std::optional<SecretString> pin, ResolvePin(o.pin, o.pin_file));
+  if (pin) DEVID_TRY(client.Authenticate(pin->reveal()));
   return client;
 }
 
@@ -106,14 +131,17 @@ void AddSeCommands(CLI::App& app, GlobalOptions& g) {
 
   {
     struct Opts {
-      std::string image, serial, pin;
+      std::string image, serial, pin, pin_file, manufacturer_key_file;
     };
     auto o = std::make_shared<Opts>();
     CLI::App* c = se->add_subcommand("create", "Create a new chip image (manufacturing state)");
     c->add_option("--image", o->image, "Chip image file to create (its chip key goes to FILE.fuse)")
         ->required();
     c->add_option("--serial", o->serial, "Chip serial (default: random)");
-    c->add_option("--pin", o->pin, "User PIN, 4-16 characters")->required();
+    AddPinOptions(c, o->pin, o->pin_file, "4-16 characters (or DEVID_PIN)");
+    c->add_option("--manufacturer-key-file", o->manufacturer_key_file,
+                  "File holding the 32-byte manufacturer key in hex: its holder may import "
+                  "keys and reset the PIN (default: a key nobody knows)");
     c->callback([o, &g] {
       Run(g, [&]() -> Status {
         std::string serial = o->serial;
@@ -121,8 +149,25 @@ void AddSeCommands(CLI::App& app, GlobalOptions& g) {
           DEVID_ASSIGN_OR_RETURN(Bytes r, crypto::RandomBytes(6));
           serial = "SE-" + HexEncode(r);
         }
-        DEVID_ASSIGN_OR_RETURN(auto chip,
-                               se::SecureElement::Create(o->image, serial, SecretString(o->pin)));
+        DEVID_ASSIGN_OR_RETURN(std::optional<SecretString> pin, ResolvePin(o->pin, o->pin_file));
+        if (!pin) {
+          return MakeError(ErrorCode::kInvalidInput,
+                           "a new chip needs a user PIN: --pin-file FILE, DEVID_PIN or --pin");
+        }
+        SecretBytes manufacturer_key;
+        if (!o->manufacturer_key_file.empty()) {
+          DEVID_ASSIGN_OR_RETURN(SecretString hex,
+                                 ReadSecretLine(o->manufacturer_key_file, "manufacturer key"));
+          auto decoded = HexDecode(hex.reveal());
+          if (!decoded.ok() || decoded->size() != 32) {
+            return MakeError(ErrorCode::kInvalidInput,
+                             "the manufacturer key file must hold 64 hex digits (32 bytes)");
+          }
+          manufacturer_key = SecretBytes(*decoded);
+          SecureZero(decoded->data(), decoded->size());
+        }
+        DEVID_ASSIGN_OR_RETURN(auto chip, se::SecureElement::Create(o->image, serial, *pin, nullptr,
+                                                                    manufacturer_key.view()));
         std::cout << "chip " << serial << " created in " << o->image << "\n";
         return {};
       });

@@ -3,13 +3,8 @@
 namespace devid {
 
 std::string HexEncode(ByteView data) {
-  static constexpr char kDigits[] = "0123456789ABCDEF";
   std::string out;
-  out.reserve(data.size() * 2);
-  for (uint8_t b : data) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 0x0F]);
-  }
+  HexEncodeTo(data, out);
   return out;
 }
 

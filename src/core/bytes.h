@@ -23,6 +23,16 @@ inline std::string_view AsString(ByteView b) {
 
 // Upper-case hex, no separators.
 std::string HexEncode(ByteView data);
+// The same, appended to any string type (a WipingString for secrets).
+template <typename String>
+void HexEncodeTo(ByteView data, String& out) {
+  static constexpr char kDigits[] = "0123456789ABCDEF";
+  out.reserve(out.size() + data.size() * 2);
+  for (uint8_t b : data) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0x0F]);
+  }
+}
 // Accepts upper or lower case, optional "0x" prefix and ':' separators.
 Result<Bytes> HexDecode(std::string_view hex);
 

@@ -153,4 +153,15 @@ Status WriteFileAtomic(const std::string& requested, ByteView data, unsigned mod
   return {};
 }
 
+Result<SecretString> ReadSecretLine(const std::string& path, std::string_view what) {
+  DEVID_ASSIGN_OR_RETURN(Bytes content, ReadFile(path, 4096));
+  std::string_view text = AsString(content);
+  SecretString secret(text.substr(0, text.find_first_of("\r\n")));
+  SecureZero(content.data(), content.size());
+  if (secret.empty()) {
+    return MakeError(ErrorCode::kAuth, "the " + std::string(what) + " file " + path + " is empty");
+  }
+  return secret;
+}
+
 }  // namespace devid

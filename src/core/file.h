@@ -6,11 +6,15 @@
 
 #include "core/bytes.h"
 #include "core/result.h"
+#include "core/secret.h"
 
 namespace devid {
 
 // Reads a file whole; refuses files larger than max_size (untrusted inputs).
 Result<Bytes> ReadFile(const std::string& path, size_t max_size = 16 * 1024 * 1024);
+// The first line of a small file holding a secret (passphrase, PIN), without
+// its line ending; the read buffer is wiped. `what` names it in errors.
+Result<SecretString> ReadSecretLine(const std::string& path, std::string_view what);
 
 // Writes to a temporary file in the same folder, fsyncs it, renames it over
 // `path` and fsyncs the folder, so readers see the old or the new content, never half.

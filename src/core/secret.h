@@ -2,6 +2,7 @@
 // they go away and never print themselves.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include <string_view>
@@ -11,6 +12,26 @@ namespace devid {
 
 // Zeroes memory in a way the optimiser cannot remove (forwards to OPENSSL_cleanse).
 void SecureZero(void* data, size_t size);
+
+// An allocator that zeroes what it gives back: containers of secrets (the
+// chip's serialized state) leave nothing behind when they grow or go away.
+template <typename T>
+struct WipingAllocator {
+  using value_type = T;
+  WipingAllocator() = default;
+  template <typename U>
+  WipingAllocator(const WipingAllocator<U>&) {}  // NOLINT: allocators convert implicitly
+  T* allocate(size_t n) { return std::allocator<T>().allocate(n); }
+  void deallocate(T* p, size_t n) {
+    SecureZero(p, n * sizeof(T));
+    std::allocator<T>().deallocate(p, n);
+  }
+  template <typename U>
+  bool operator==(const WipingAllocator<U>&) const {
+    return true;
+  }
+};
+using WipingString = std::basic_string<char, std::char_traits<char>, WipingAllocator<char>>;
 
 class SecretString {
  public:

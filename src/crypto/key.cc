@@ -80,23 +80,23 @@ KeyAlgorithm DescribeKey(const EVP_PKEY* pkey) {
   return out;
 }
 
-Result<PrivateKey> PrivateKey::Generate(KeyType type) {
+Result<PrivateKey> PrivateKey::Generate(KeyType type, OSSL_LIB_CTX* context) {
   EVP_PKEY* raw = nullptr;
   switch (type) {
     case KeyType::kEcP256:
-      raw = EVP_EC_gen("P-256");
+      raw = EVP_PKEY_Q_keygen(context, nullptr, "EC", "P-256");
       break;
     case KeyType::kEcP384:
-      raw = EVP_EC_gen("P-384");
+      raw = EVP_PKEY_Q_keygen(context, nullptr, "EC", "P-384");
       break;
     case KeyType::kRsa3072:
-      raw = EVP_RSA_gen(3072);
+      raw = EVP_PKEY_Q_keygen(context, nullptr, "RSA", size_t{3072});
       break;
   }
   if (raw == nullptr) {
     return OpenSslError("generating a " + std::string(KeyTypeName(type)) + " key");
   }
-  return PrivateKey(UniquePtr<EVP_PKEY>(raw));
+  return PrivateKey(UniquePtr<EVP_PKEY>(raw), context);
 }
 
 Result<PrivateKey> PrivateKey::FromPem(std::string_view pem, const SecretString* passphrase) {
@@ -200,15 +200,15 @@ Result<Bytes> PrivateKey::ToPkcs8Der() const {
       "PKCS#8", [&](unsigned char** p) { return i2d_PKCS8_PRIV_KEY_INFO(p8.get(), p); });
 }
 
-Result<PrivateKey> PrivateKey::FromPkcs8Der(ByteView der) {
+Result<PrivateKey> PrivateKey::FromPkcs8Der(ByteView der, OSSL_LIB_CTX* context) {
   const unsigned char* p = der.data();
   UniquePtr<PKCS8_PRIV_KEY_INFO> p8(
       d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(der.size())));
   if (!p8 || p != der.data() + der.size())
     return OpenSslError("parsing PKCS#8", ErrorCode::kInvalidInput);
-  UniquePtr<EVP_PKEY> key(EVP_PKCS82PKEY(p8.get()));
+  UniquePtr<EVP_PKEY> key(EVP_PKCS82PKEY_ex(p8.get(), context, nullptr));
   if (!key) return OpenSslError("decoding the PKCS#8 key", ErrorCode::kInvalidInput);
-  return PrivateKey(std::move(key));
+  return PrivateKey(std::move(key), context);
 }
 
 Result<Bytes> PrivateKey::PublicPoint() const {
@@ -240,7 +240,8 @@ Result<PublicKey> EcPublicKeyFromPoint(KeyType curve, ByteView point) {
 }
 
 Result<Bytes> SignDigest(const PrivateKey& key, ByteView digest) {
-  UniquePtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+  // In the key's own context, so that the ECDSA nonce comes from its DRBG.
+  UniquePtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(key.context(), key.get(), nullptr));
   size_t len = 0;
   if (!ctx || EVP_PKEY_sign_init(ctx.get()) != 1 ||
       EVP_PKEY_sign(ctx.get(), nullptr, &len, digest.data(), digest.size()) != 1) {
@@ -269,7 +270,7 @@ Status VerifyDigest(const EVP_PKEY* key, ByteView digest, ByteView der_signature
 }
 
 Result<Bytes> DeriveSharedSecret(const PrivateKey& key, const EVP_PKEY* peer) {
-  UniquePtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+  UniquePtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(key.context(), key.get(), nullptr));
   size_t len = 0;
   if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1 ||
       EVP_PKEY_derive_set_peer(ctx.get(), const_cast<EVP_PKEY*>(peer)) != 1 ||

@@ -48,9 +48,13 @@ class PublicKey {
 
 class PrivateKey {
  public:
-  explicit PrivateKey(UniquePtr<EVP_PKEY> pkey) : pkey_(std::move(pkey)) {}
+  explicit PrivateKey(UniquePtr<EVP_PKEY> pkey, OSSL_LIB_CTX* context = nullptr)
+      : pkey_(std::move(pkey)), context_(context) {}
 
-  static Result<PrivateKey> Generate(KeyType type);
+  // `context` (null: OpenSSL's default) is the library context whose DRBG
+  // the key's generation and later signatures draw from (crypto/drbg.h). It
+  // must outlive the key.
+  static Result<PrivateKey> Generate(KeyType type, OSSL_LIB_CTX* context = nullptr);
 
   // PEM PKCS#8, encrypted ("ENCRYPTED PRIVATE KEY") or not. A null passphrase
   // accepts only unencrypted keys; an encrypted key then fails with kAuth.
@@ -65,12 +69,14 @@ class PrivateKey {
 
   // Unencrypted PKCS#8 DER, for storage that is itself sealed (the chip's NVM).
   Result<Bytes> ToPkcs8Der() const;
-  static Result<PrivateKey> FromPkcs8Der(ByteView der);
+  static Result<PrivateKey> FromPkcs8Der(ByteView der, OSSL_LIB_CTX* context = nullptr);
   // EC: the uncompressed public point (04 || X || Y).
   Result<Bytes> PublicPoint() const;
+  OSSL_LIB_CTX* context() const { return context_; }
 
  private:
   UniquePtr<EVP_PKEY> pkey_;
+  OSSL_LIB_CTX* context_;
 };
 
 // An EC public key from its curve and uncompressed point (checked on the curve).

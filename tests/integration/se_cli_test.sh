@@ -46,6 +46,22 @@ grep -q 'Verified OK' <<<"$(openssl dgst -sha256 -verify p256.pem -signature sig
 err "sign with a PIN-protected key and no PIN" 'security status not satisfied' \
   "$DEVID" se sign --image chip.img --slot 1 --in msg.bin --out sig1.der
 ok "sign with the PIN" "$DEVID" se sign --image chip.img --slot 1 --pin 246810 --in msg.bin --out sig1.der
+printf '246810\n' >pin.txt
+ok "sign with the PIN from --pin-file" "$DEVID" se sign --image chip.img --slot 1 --pin-file pin.txt --in msg.bin --out sig1.der
+ok "sign with the PIN from DEVID_PIN" env DEVID_PIN=246810 "$DEVID" se sign --image chip.img --slot 1 --in msg.bin --out sig1.der
+err "--pin and --pin-file together" 'exclude each other' \
+  "$DEVID" se sign --image chip.img --slot 1 --pin 246810 --pin-file pin.txt --in msg.bin --out sig1.der
+: >empty.txt
+err "an empty PIN file" 'PIN file .* is empty' "$DEVID" se info --image chip.img --pin-file empty.txt
+err "create without any PIN" 'needs a user PIN' env -u DEVID_PIN "$DEVID" se create --image nopin.img
+[ ! -e nopin.img ] && pass "no image is left behind" || fail "no image is left behind"
+echo "not-hex" >mkey.txt
+err "create with a malformed manufacturer key" '64 hex digits' \
+  "$DEVID" se create --image badm.img --pin-file pin.txt --manufacturer-key-file mkey.txt
+[ ! -e badm.img ] && pass "no image for a malformed manufacturer key" || fail "no image for a malformed manufacturer key"
+head -c 32 /dev/urandom | xxd -p -c 64 >mkey.txt
+ok "create with a manufacturer key and a PIN file" \
+  "$DEVID" se create --image m.img --pin-file pin.txt --manufacturer-key-file mkey.txt
 grep -q 'Verified OK' <<<"$(openssl dgst -sha256 -verify p384.pem -signature sig1.der msg.bin 2>&1)" \
   && pass "openssl dgst -verify accepts the chip's P-384 signature" || fail "openssl dgst -verify accepts the chip's P-384 signature"
 ok "the chip verifies a signature" "$DEVID" se verify --image chip.img --pubkey p256.pem --in msg.bin --sig sig0.der

@@ -98,37 +98,48 @@ Result<NvmImage> NvmImage::Create(const std::string& image_path, ByteView initia
   NvmImage nvm(image_path, SecretBytes(key), 0, std::move(crash_point));
   SecureZero(key.data(), key.size());
   DEVID_TRY(nvm.Lock());
-  DEVID_TRY(nvm.WriteFuse(0, {}, 0));
+  DEVID_TRY(nvm.WriteFuse(nvm.key_.view(), 0, {}, 0));
   DEVID_TRY(nvm.Save(initial));
   return nvm;
 }
 
 Result<NvmImage> NvmImage::Open(const std::string& image_path, CrashPoint crash_point) {
-  auto fuse = ReadFile(FusePath(image_path), 4096);
-  if (!fuse.ok()) {
-    if (!Exists(image_path))
-      return MakeError(ErrorCode::kNotFound, "no chip image at " + image_path);
-    return Tamper("the chip's fuse file " + FusePath(image_path) + " is missing or unreadable");
-  }
-  Bytes& f = *fuse;
-  if (f.size() != kFuseSize || std::memcmp(f.data(), kFuseMagic, 4) != 0 || f[4] != kFuseFormat ||
-      crypto::Sha256(ByteView(f).first(kFuseBody)) != Bytes(f.begin() + kFuseBody, f.end())) {
-    return Tamper("the chip's fuse file is damaged");
-  }
-  SecretBytes key(ByteView(f).subspan(5, crypto::kAesGcmKeySize));
-  uint64_t committed = GetU64(f.data() + 5 + crypto::kAesGcmKeySize);
-  Bytes image_hash(f.begin() + 5 + crypto::kAesGcmKeySize + 8, f.begin() + kFuseBody);
-  SecureZero(f.data(), f.size());
-  NvmImage nvm(image_path, std::move(key), committed, std::move(crash_point));
-  nvm.committed_hash_ = std::move(image_hash);
+  NvmImage nvm(image_path, SecretBytes(), 0, std::move(crash_point));
+  DEVID_TRY(nvm.ReadFuse());
   DEVID_TRY(nvm.Lock());
   return nvm;
 }
 
-Status NvmImage::WriteFuse(uint64_t counter, ByteView image_hash, int step_offset) {
+Status NvmImage::ReadFuse() {
+  auto fuse = ReadFile(FusePath(image_path_), 4096);
+  if (!fuse.ok()) {
+    if (!Exists(image_path_))
+      return MakeError(ErrorCode::kNotFound, "no chip image at " + image_path_);
+    return Tamper("the chip's fuse file " + FusePath(image_path_) + " is missing or unreadable");
+  }
+  Bytes& f = *fuse;
+  if (f.size() != kFuseSize || std::memcmp(f.data(), kFuseMagic, 4) != 0 || f[4] != kFuseFormat ||
+      crypto::Sha256(ByteView(f).first(kFuseBody)) != Bytes(f.begin() + kFuseBody, f.end())) {
+    SecureZero(f.data(), f.size());
+    return Tamper("the chip's fuse file is damaged");
+  }
+  key_ = SecretBytes(ByteView(f).subspan(5, crypto::kAesGcmKeySize));
+  committed_ = GetU64(f.data() + 5 + crypto::kAesGcmKeySize);
+  version_ = committed_;
+  committed_hash_.assign(f.begin() + 5 + crypto::kAesGcmKeySize + 8, f.begin() + kFuseBody);
+  SecureZero(f.data(), f.size());
+  return {};
+}
+
+Result<Bytes> NvmImage::Reload() {
+  DEVID_TRY(ReadFuse());
+  return Load();
+}
+
+Status NvmImage::WriteFuse(ByteView key, uint64_t counter, ByteView image_hash, int step_offset) {
   Bytes body(kFuseMagic, kFuseMagic + 4);
   body.push_back(kFuseFormat);
-  body.insert(body.end(), key_.view().begin(), key_.view().end());
+  body.insert(body.end(), key.begin(), key.end());
   PutU64(body, counter);
   Bytes hash(image_hash.begin(), image_hash.end());
   hash.resize(32);
@@ -180,13 +191,21 @@ Result<Bytes> NvmImage::Load() {
   return plain;
 }
 
-Status NvmImage::Save(ByteView plaintext) {
+Status NvmImage::Save(ByteView plaintext, SealKey seal_key) {
   uint64_t next = std::max(version_, committed_) + 1;
+  // A new chip-unique key makes every earlier image (a copy, a backup)
+  // unreadable for good once the fuse holding it is committed.
+  SecretBytes key(key_.view());
+  if (seal_key == SealKey::kRotate) {
+    DEVID_ASSIGN_OR_RETURN(Bytes fresh, crypto::RandomBytes(crypto::kAesGcmKeySize));
+    key = SecretBytes(fresh);
+    SecureZero(fresh.data(), fresh.size());
+  }
   Bytes image(kImageMagic, kImageMagic + 4);
   image.push_back(kFormat);
   PutU64(image, next);
   DEVID_ASSIGN_OR_RETURN(Bytes nonce, crypto::RandomBytes(crypto::kAesGcmNonceSize));
-  DEVID_ASSIGN_OR_RETURN(Bytes sealed, crypto::AesGcmSeal(key_.view(), nonce, image, plaintext));
+  DEVID_ASSIGN_OR_RETURN(Bytes sealed, crypto::AesGcmSeal(key.view(), nonce, image, plaintext));
   image.insert(image.end(), nonce.begin(), nonce.end());
   image.insert(image.end(), sealed.begin(), sealed.end());
   Bytes hash = crypto::Sha256(image);
@@ -194,7 +213,8 @@ Status NvmImage::Save(ByteView plaintext) {
   // it; 3. it takes the old one's place. A cut before 2 leaves the old state,
   // after 2 the new one (Load rolls forward).
   DEVID_TRY(WriteFileAtomic(NextPath(image_path_), image, 0600, crash_point_));
-  DEVID_TRY(WriteFuse(next, hash, 5));
+  DEVID_TRY(WriteFuse(key.view(), next, hash, 5));
+  key_ = std::move(key);
   committed_ = next;
   committed_hash_ = hash;
   version_ = next;

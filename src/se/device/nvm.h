@@ -19,6 +19,8 @@
 
 namespace devid::se {
 
+enum class SealKey { kKeep, kRotate };
+
 class NvmImage {
  public:
   // A new chip: fresh chip-unique key and counter in the fuse file, image at version 1.
@@ -35,7 +37,11 @@ class NvmImage {
   // version and the SHA-256 of the new image, which is written beside the old
   // one first and moved into place after. A power cut at any point leaves the
   // old or the new state, never a broken one and never a choice of both.
-  Status Save(ByteView plaintext);
+  // kRotate seals under a fresh chip-unique key (termination).
+  Status Save(ByteView plaintext, SealKey seal_key = SealKey::kKeep);
+  // After a failed Save: what the fuse and the disk hold now (the old state or
+  // the new one), read as at power-up, so that the chip's memory can follow.
+  Result<Bytes> Reload();
 
   NvmImage(NvmImage&& other) noexcept;
   NvmImage& operator=(NvmImage&& other) noexcept;
@@ -53,7 +59,8 @@ class NvmImage {
         committed_(committed),
         version_(committed),
         crash_point_(std::move(crash_point)) {}
-  Status WriteFuse(uint64_t counter, ByteView image_hash, int step_offset);
+  Status ReadFuse();
+  Status WriteFuse(ByteView key, uint64_t counter, ByteView image_hash, int step_offset);
 
   std::string image_path_;
   SecretBytes key_;

@@ -12,10 +12,26 @@ namespace devid::se {
 
 namespace {
 
-using nlohmann::json;
+// The serialized state holds every key: its strings and nodes are zeroed when freed.
+using json = nlohmann::basic_json<std::map, std::vector, WipingString, bool, std::int64_t,
+                                  std::uint64_t, double, WipingAllocator>;
+
+WipingString Hex(ByteView data) {
+  WipingString out;
+  HexEncodeTo(data, out);
+  return out;
+}
+std::string_view Text(const json& v) {
+  const auto& s = v.get_ref<const WipingString&>();
+  return {s.data(), s.size()};
+}
 constexpr uint8_t kFirmwareMajor = 1;
 constexpr uint8_t kFirmwareMinor = 0;
 constexpr size_t kSlotCost = 128;  // NVM bytes a persistent key slot takes
+constexpr size_t kFileCost = 16;   // NVM bytes a file header takes, besides its content
+constexpr size_t kListEntry = 8;   // bytes a file takes in the LIST_FILES answer
+// However the NVM is filled, the file list fits one response APDU.
+static_assert(kNvmCapacity / (kFileCost + 1) * kListEntry <= 65536);
 constexpr uint16_t kStatusVerifyFailed = 0x6300;
 
 ApduResponse Sw(StatusWord sw) { return Reply(sw); }
@@ -71,8 +87,9 @@ Result<std::unique_ptr<SecureElement>> SecureElement::Create(const std::string& 
     state.manufacturer_key = SecretBytes(manufacturer_key);
   }
   // The transport key: whoever personalises the chip wraps imported keys to it.
+  DEVID_TRY(rng.Refresh());
   DEVID_ASSIGN_OR_RETURN(crypto::PrivateKey transport,
-                         crypto::PrivateKey::Generate(crypto::KeyType::kEcP256));
+                         crypto::PrivateKey::Generate(crypto::KeyType::kEcP256, rng.context()));
   DEVID_ASSIGN_OR_RETURN(Bytes transport_der, transport.ToPkcs8Der());
   state.transport = SecretBytes(transport_der);
   SecureZero(transport_der.data(), transport_der.size());
@@ -120,33 +137,33 @@ Result<std::unique_ptr<SecureElement>> SecureElement::Open(const std::string& im
 Result<Bytes> SecureElement::Serialize(const State& s) {
   json j;
   j["format"] = 1;
-  j["serial"] = s.serial;
+  j["serial"] = WipingString(s.serial.begin(), s.serial.end());
   j["lifecycle"] = static_cast<int>(s.lifecycle);
-  j["pin_salt"] = HexEncode(s.pin_salt);
-  j["pin_hash"] = HexEncode(s.pin_hash);
+  j["pin_salt"] = Hex(s.pin_salt);
+  j["pin_hash"] = Hex(s.pin_hash);
   j["pin_tries"] = s.pin_tries;
   j["slots"] = json::object();
   for (const auto& [slot, k] : s.slots) {
-    j["slots"][std::to_string(slot)] = {{"curve", CurveByte(k.curve)},
-                                        {"pin", k.needs_pin},
-                                        {"aes", k.aes},
-                                        {"key", HexEncode(k.pkcs8.view())}};
+    json& v = j["slots"][WipingString(std::to_string(slot))];
+    v["curve"] = CurveByte(k.curve);
+    v["pin"] = k.needs_pin;
+    v["aes"] = k.aes;
+    v["key"] = Hex(k.pkcs8.view());
   }
   j["files"] = json::object();
   for (const auto& [id, f] : s.files) {
-    j["files"][std::to_string(id)] = {{"max", f.max_size},
-                                      {"read", f.read_ac},
-                                      {"write", f.write_ac},
-                                      {"data", HexEncode(f.data)}};
+    json& v = j["files"][WipingString(std::to_string(id))];
+    v["max"] = f.max_size;
+    v["read"] = f.read_ac;
+    v["write"] = f.write_ac;
+    v["data"] = Hex(f.data);
   }
   j["counters"] = json::object();
-  for (const auto& [id, v] : s.counters) j["counters"][std::to_string(id)] = v;
-  j["transport"] = HexEncode(s.transport.view());
-  j["mkey"] = HexEncode(s.manufacturer_key.view());
-  std::string text = j.dump();
-  Bytes out(text.begin(), text.end());
-  SecureZero(text.data(), text.size());
-  return out;
+  for (const auto& [id, v] : s.counters) j["counters"][WipingString(std::to_string(id))] = v;
+  j["transport"] = Hex(s.transport.view());
+  j["mkey"] = Hex(s.manufacturer_key.view());
+  WipingString text = j.dump();
+  return Bytes(text.begin(), text.end());
 }
 
 Result<SecureElement::State> SecureElement::Deserialize(ByteView bytes) {
@@ -156,13 +173,13 @@ Result<SecureElement::State> SecureElement::Deserialize(ByteView bytes) {
   }
   try {
     State s;
-    s.serial = j.at("serial").get<std::string>();
+    s.serial = std::string(Text(j.at("serial")));
     int lc = j.at("lifecycle").get<int>();
     if (lc < 1 || lc > 4) return MakeError(ErrorCode::kTamper, "bad lifecycle");
     s.lifecycle = static_cast<Lifecycle>(lc);
     // Fields that may be empty (a terminated chip has no PIN).
     auto hex = [](const json& v) -> Result<Bytes> {
-      std::string text = v.get<std::string>();
+      std::string_view text = Text(v);
       if (text.empty()) return Bytes{};
       return HexDecode(text);
     };
@@ -172,11 +189,11 @@ Result<SecureElement::State> SecureElement::Deserialize(ByteView bytes) {
     for (const auto& [key, v] : j.at("slots").items()) {
       auto curve = CurveFromByte(v.at("curve").get<uint8_t>());
       if (!curve) return MakeError(ErrorCode::kTamper, "bad slot curve");
-      DEVID_ASSIGN_OR_RETURN(Bytes der, HexDecode(v.at("key").get<std::string>()));
+      DEVID_ASSIGN_OR_RETURN(Bytes der, hex(v.at("key")));
       KeySlot slot{*curve, v.at("pin").get<bool>(), SecretBytes(der), nullptr,
                    v.value("aes", false)};
       SecureZero(der.data(), der.size());
-      s.slots[std::stoi(key)] = std::move(slot);
+      s.slots[std::stoi(std::string(key.data(), key.size()))] = std::move(slot);
     }
     for (const auto& [key, v] : j.at("files").items()) {
       File f;
@@ -184,10 +201,10 @@ Result<SecureElement::State> SecureElement::Deserialize(ByteView bytes) {
       f.read_ac = v.at("read").get<uint8_t>();
       f.write_ac = v.at("write").get<uint8_t>();
       DEVID_ASSIGN_OR_RETURN(f.data, hex(v.at("data")));
-      s.files[static_cast<uint16_t>(std::stoi(key))] = std::move(f);
+      s.files[static_cast<uint16_t>(std::stoi(std::string(key.data(), key.size())))] = std::move(f);
     }
     for (const auto& [key, v] : j.at("counters").items())
-      s.counters[std::stoi(key)] = v.get<uint64_t>();
+      s.counters[std::stoi(std::string(key.data(), key.size()))] = v.get<uint64_t>();
     DEVID_ASSIGN_OR_RETURN(Bytes transport, hex(j.at("transport")));
     s.transport = SecretBytes(transport);
     SecureZero(transport.data(), transport.size());
@@ -217,19 +234,31 @@ SecureElement::State SecureElement::Copy(const State& s) {
   return c;
 }
 
-StatusWord SecureElement::Commit(State next) {
+StatusWord SecureElement::Commit(State next, SealKey seal_key) {
   auto bytes = Serialize(next);
   if (!bytes.ok()) return StatusWord::kInternal;
-  Status saved = nvm_.Save(*bytes);
+  Status saved = nvm_.Save(*bytes, seal_key);
   SecureZero(bytes->data(), bytes->size());
-  if (!saved.ok()) return StatusWord::kInternal;
-  state_ = std::move(next);
-  return StatusWord::kOk;
+  if (saved.ok()) {
+    state_ = std::move(next);
+    return StatusWord::kOk;
+  }
+  // A write fault can strike before or after the commit point: the chip reads
+  // back what its NVM now holds, as at power-up, so memory never differs from it.
+  auto reloaded = nvm_.Reload();
+  auto state = reloaded.ok() ? Deserialize(*reloaded) : Result<State>(reloaded.error());
+  if (reloaded.ok()) SecureZero(reloaded->data(), reloaded->size());
+  if (state.ok()) {
+    state_ = std::move(state).value();
+  } else {
+    tampered_ = true;  // the chip can no longer vouch for its state
+  }
+  return StatusWord::kInternal;
 }
 
 size_t SecureElement::UsedNvm(const State& s) const {
   size_t used = s.slots.size() * kSlotCost;
-  for (const auto& [id, f] : s.files) used += f.max_size;
+  for (const auto& [id, f] : s.files) used += kFileCost + f.max_size;
   return used;
 }
 
@@ -249,7 +278,8 @@ Result<std::shared_ptr<const crypto::PrivateKey>> SecureElement::LoadKey(uint8_t
     return MakeError(ErrorCode::kPolicy, "an AES key cannot sign or agree");
   }
   if (!k->decoded) {
-    auto key = crypto::PrivateKey::FromPkcs8Der(k->pkcs8.view());
+    // Decoded in the chip's context: its signatures' nonces come from the TRNG-fed DRBG.
+    auto key = crypto::PrivateKey::FromPkcs8Der(k->pkcs8.view(), rng_ ? rng_->context() : nullptr);
     if (!key.ok()) {
       *sw = StatusWord::kInternal;
       return key.error();
@@ -481,7 +511,7 @@ ApduResponse SecureElement::GenerateKeyPair(const ApduCommand& c) {
       return Sw(StatusWord::kNoSpace);
   }
   // Key generation draws on the health-tested source; a failed source fails it.
-  if (!rng_ || !rng_->Generate(32).ok()) return Sw(StatusWord::kRandomFailure);
+  if (!rng_ || !rng_->Refresh().ok()) return Sw(StatusWord::kRandomFailure);
   if (aes) {
     // An AES-256 key straight from the TRNG.
     auto secret = rng_->Generate(32);
@@ -496,7 +526,7 @@ ApduResponse SecureElement::GenerateKeyPair(const ApduCommand& c) {
     next.slots[c.p1] = std::move(slot);
     return Sw(Commit(std::move(next)));
   }
-  auto key = crypto::PrivateKey::Generate(*curve);
+  auto key = crypto::PrivateKey::Generate(*curve, rng_->context());
   if (!key.ok()) return Sw(StatusWord::kInternal);
   auto der = key->ToPkcs8Der();
   auto point = key->PublicPoint();
@@ -541,6 +571,8 @@ ApduResponse SecureElement::Sign(const ApduCommand& c) {
   StatusWord sw = StatusWord::kOk;
   auto key = LoadKey(c.p1, &sw);
   if (!key.ok()) return Sw(sw);
+  // The ECDSA nonce is drawn from the chip's DRBG, reseeded from the TRNG just now.
+  if (!rng_ || !rng_->Refresh().ok()) return Sw(StatusWord::kRandomFailure);
   auto sig = crypto::SignDigest(**key, c.data);
   if (!sig.ok()) return Sw(StatusWord::kInternal);
   return Reply(StatusWord::kOk, std::move(sig).value());
@@ -609,7 +641,7 @@ ApduResponse SecureElement::CreateFile(const ApduCommand& c) {
   if (state_.lifecycle == Lifecycle::kOperational && !session_->pin_verified)
     return Sw(StatusWord::kSecurityNotSatisfied);
   if (state_.files.count(FileId(c)) != 0) return Sw(StatusWord::kConditionsNotSatisfied);
-  if (UsedNvm(state_) + max > kNvmCapacity) return Sw(StatusWord::kNoSpace);
+  if (UsedNvm(state_) + kFileCost + max > kNvmCapacity) return Sw(StatusWord::kNoSpace);
   State next = Copy(state_);
   next.files[FileId(c)] = File{max, read_ac, write_ac, {}};
   return Sw(Commit(std::move(next)));
@@ -735,7 +767,7 @@ ApduResponse SecureElement::SetLifecycle(const ApduCommand& c) {
     dead.lifecycle = Lifecycle::kTerminated;
     dead.pin_tries = 0;
     auto bytes = Serialize(dead);
-    if (!bytes.ok() || !nvm_.Save(*bytes).ok()) return Sw(StatusWord::kInternal);
+    if (!bytes.ok() || !nvm_.Save(*bytes, SealKey::kRotate).ok()) return Sw(StatusWord::kInternal);
     state_ = std::move(dead);
     tampered_ = false;
     session_->volatile_slot.reset();
@@ -761,7 +793,9 @@ ApduResponse SecureElement::SetLifecycle(const ApduCommand& c) {
   }
   session_->pin_verified = false;
   session_->manufacturer_verified = false;
-  return Sw(Commit(std::move(next)));
+  // Terminated: sealed under a fresh key, so no earlier image opens again.
+  return Sw(Commit(std::move(next),
+                   target == Lifecycle::kTerminated ? SealKey::kRotate : SealKey::kKeep));
 }
 
 }  // namespace devid::se
@@ -774,6 +808,8 @@ ApduResponse SecureElement::ImportKey(const ApduCommand& c) {
       state_.lifecycle != Lifecycle::kPersonalised) {
     return Sw(StatusWord::kConditionsNotSatisfied);
   }
+  // Only the personaliser, who holds the manufacturer key, may put keys in.
+  if (!session_->manufacturer_verified) return Sw(StatusWord::kSecurityNotSatisfied);
   if (c.p1 >= kPersistentSlots || (c.p2 & 0x7F) != 0) return Sw(StatusWord::kWrongP1P2);
   constexpr size_t kPoint = 65;
   if (c.data.size() < kPoint + crypto::kAesGcmNonceSize + crypto::kAesGcmTagSize + 1) {

@@ -29,7 +29,8 @@
 //                     P1 = 0x03 after the manufacturer key: data = new user PIN (tries reset)
 //   SET_LIFECYCLE     P1 = 2 personalised, 3 operational, 4 terminated (forward only)
 //   IMPORT_KEY        P1 = slot, P2 = 0x80 if use needs the PIN; manufacturing or
-//                     personalised state only. data = ephemeral P-256 point (65) nonce (12)
+//                     personalised state only, after the manufacturer key (6982 before).
+//                     data = ephemeral P-256 point (65) nonce (12)
 //                     AES-256-GCM(PKCS#8 EC key) under HKDF-SHA256(ECDH(ephemeral,
 //                     transport key), salt = ephemeral point, info "devid IMPORT_KEY v1"),
 //                     associated data = P1 P2
@@ -152,7 +153,7 @@ class SecureElement {
   static Result<State> Deserialize(ByteView bytes);
   static State Copy(const State& state);
   // Seals `next` into NVM, then makes it the chip's state (all or nothing).
-  StatusWord Commit(State next);
+  StatusWord Commit(State next, SealKey seal_key = SealKey::kKeep);
   size_t UsedNvm(const State& state) const;
   // A persistent slot, or this session's volatile one; nullptr when empty.
   const KeySlot* FindSlot(uint8_t slot) const;

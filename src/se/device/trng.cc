@@ -83,10 +83,10 @@ Result<ChipRng> ChipRng::Create(std::unique_ptr<NoiseSource> source,
   }
   DEVID_ASSIGN_OR_RETURN(Bytes entropy, rng.DrawEntropy());
   static constexpr char kPersonalization[] = "devid secure element TRNG";
-  DEVID_ASSIGN_OR_RETURN(crypto::CtrDrbg drbg,
-                         crypto::CtrDrbg::Create(entropy, AsBytes(kPersonalization)));
+  auto drbg = crypto::DrbgContext::Create(entropy, AsBytes(kPersonalization));
   SecureZero(entropy.data(), entropy.size());
-  rng.drbg_ = std::make_unique<crypto::CtrDrbg>(std::move(drbg));
+  if (!drbg.ok()) return drbg.error();
+  rng.drbg_ = std::make_unique<crypto::DrbgContext>(std::move(drbg).value());
   return rng;
 }
 
@@ -103,12 +103,16 @@ Result<Bytes> ChipRng::DrawEntropy() {
   return out;
 }
 
-Status ChipRng::Generate(uint8_t* out, size_t size) {
+Status ChipRng::Refresh() {
   if (health_.failed()) return SourceFailure();
   DEVID_ASSIGN_OR_RETURN(Bytes entropy, DrawEntropy());
   Status reseeded = drbg_->Reseed(entropy);
   SecureZero(entropy.data(), entropy.size());
-  DEVID_TRY(reseeded);
+  return reseeded;
+}
+
+Status ChipRng::Generate(uint8_t* out, size_t size) {
+  DEVID_TRY(Refresh());
   return drbg_->Generate(out, size);
 }
 

@@ -69,6 +69,10 @@ class ChipRng {
   // Reseeds the DRBG from freshly health-tested samples, then generates.
   Status Generate(uint8_t* out, size_t size);
   Result<Bytes> Generate(size_t size);
+  // Reseeds only: the chip calls it before generating a key or signing in
+  // context(), whose keys draw their secrets and nonces from this DRBG.
+  Status Refresh();
+  OSSL_LIB_CTX* context() const { return drbg_->get(); }
   bool failed() const { return health_.failed(); }
 
  private:
@@ -80,7 +84,7 @@ class ChipRng {
   std::unique_ptr<NoiseSource> source_;
   double h_;
   HealthTests health_;
-  std::unique_ptr<crypto::CtrDrbg> drbg_;
+  std::unique_ptr<crypto::DrbgContext> drbg_;
 };
 
 }  // namespace devid::se

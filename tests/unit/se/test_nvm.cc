@@ -172,3 +172,46 @@ TEST_F(NvmTest, AfterAnInterruptedSaveOnlyOneStateIsAccepted) {
 
 }  // namespace
 }  // namespace devid::se
+
+namespace devid::se {
+namespace {
+
+// After a failed save the chip re-reads its NVM; what it reads must be what
+// a power-up would find, whichever side of the commit point the fault struck.
+TEST_F(NvmTest, ReloadAfterAFailedSaveMatchesAPowerUp) {
+  for (int cut = 1; cut <= 11; ++cut) {
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    ASSERT_TRUE(NvmImage::Create(path_, AsBytes("old")).ok());
+    auto cutting = NvmImage::Open(path_, [cut](int step) { return step != cut; });
+    ASSERT_TRUE(cutting->Load().ok());
+    ASSERT_FALSE(cutting->Save(AsBytes("new")).ok());
+    auto reloaded = cutting->Reload();
+    ASSERT_TRUE(reloaded.ok()) << "cut " << cut << ": " << reloaded.error().message;
+    EXPECT_EQ(AsString(*reloaded), cut <= 9 ? "old" : "new") << "cut " << cut;
+  }
+}
+
+// Termination seals under a fresh key: an earlier image no longer opens
+// even with the chip's current fuse, and the fuse's key bytes change.
+TEST_F(NvmTest, RotatedKeyLeavesEarlierImagesUnreadable) {
+  auto nvm = NvmImage::Create(path_, AsBytes("secrets"));
+  ASSERT_TRUE(nvm.ok());
+  Bytes old_image = ReadImage();
+  Bytes old_fuse = *ReadFile(path_ + ".fuse");
+  ASSERT_TRUE(nvm->Save(AsBytes("zeroised"), SealKey::kRotate).ok());
+  Bytes new_fuse = *ReadFile(path_ + ".fuse");
+  constexpr size_t kKeyAt = 5, kKeySize = 32;
+  EXPECT_NE(Bytes(old_fuse.begin() + kKeyAt, old_fuse.begin() + kKeyAt + kKeySize),
+            Bytes(new_fuse.begin() + kKeyAt, new_fuse.begin() + kKeyAt + kKeySize));
+  EXPECT_EQ(AsString(*nvm->Load()), "zeroised");
+  nvm = Result<NvmImage>(MakeError(ErrorCode::kInternal, "powered off"));
+  WriteImage(old_image);
+  auto reopened = NvmImage::Open(path_);
+  auto r = reopened->Load();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("integrity check"), std::string::npos) << r.error().message;
+}
+
+}  // namespace
+}  // namespace devid::se

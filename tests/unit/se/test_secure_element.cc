@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/file.h"
+#include "crypto/aead.h"
 #include "crypto/key.h"
 #include "se/device/secure_element.h"
 #include "se/host/client.h"
@@ -22,10 +23,15 @@ class ChipTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     image_ = (dir_ / "chip.img").string();
-    auto chip = SecureElement::Create(image_, "SN-0001", SecretString("1234"));
+    auto chip = SecureElement::Create(image_, "SN-0001", SecretString("1234"), nullptr, kMkey);
     ASSERT_TRUE(chip.ok()) << chip.error().message;
     chip_ = std::move(chip).value();
   }
+  void AuthenticateManufacturer() {
+    Bytes challenge = Send(Ins::kAuthenticate, 0x02, 0x00).data;
+    ASSERT_EQ(Send(Ins::kAuthenticate, 0x02, 0x01, *crypto::HmacSha256(kMkey, challenge)).sw, kOk);
+  }
+  const Bytes kMkey = Bytes(32, 0x6B);
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   ApduResponse Send(Ins ins, uint8_t p1 = 0, uint8_t p2 = 0, Bytes data = {},
@@ -69,6 +75,13 @@ TEST_F(ChipTest, GetInfoReportsSerialLifecycleAndFreeMemory) {
   uint32_t free = static_cast<uint32_t>(r.data[o + 5] << 24 | r.data[o + 6] << 16 |
                                         r.data[o + 7] << 8 | r.data[o + 8]);
   EXPECT_EQ(free, kNvmCapacity);
+  // A file costs its header besides its content, so the file count (and the
+  // LIST_FILES answer) stays bounded even with one-byte files.
+  ASSERT_EQ(Send(Ins::kCreateFile, 0x50, 0x01, {0x00, 0x01, 0x00, 0x00}).sw, kOk);
+  r = Send(Ins::kGetInfo);
+  uint32_t after = static_cast<uint32_t>(r.data[o + 5] << 24 | r.data[o + 6] << 16 |
+                                         r.data[o + 7] << 8 | r.data[o + 8]);
+  EXPECT_EQ(free - after, 17u);
 }
 
 TEST_F(ChipTest, MalformedOrUnknownCommandsGetTheirStatusWords) {
@@ -247,8 +260,27 @@ TEST_F(ChipTest, FailedNoiseSourceStopsRandomnessAndKeyGeneration) {
   chip_ = std::move(chip).value();
   EXPECT_EQ(Send(Ins::kGetRandom, 0, 0, {}, 16).sw, 0x6F01);
   EXPECT_EQ(Send(Ins::kGenerateKeyPair, 2, 0x01).sw, 0x6F01);
-  // Keys already made still sign: ECDSA nonces come from OpenSSL's DRBG, not this source.
-  EXPECT_EQ(Send(Ins::kSign, 1, 0, Bytes(32, 7)).sw, kOk);
+  // ECDSA nonces come from the chip's TRNG-fed DRBG too: no signature without it.
+  EXPECT_EQ(Send(Ins::kSign, 1, 0, Bytes(32, 7)).sw, 0x6F01);
+  EXPECT_EQ(Send(Ins::kReadPublicKey, 1).sw, kOk);
+}
+
+TEST_F(ChipTest, SourceThatFailsInServiceStopsSignatures) {
+  ASSERT_EQ(Send(Ins::kGenerateKeyPair, 1, 0x01).sw, kOk);
+  chip_.reset();
+  // Healthy through the start-up test and a few requests, then stuck.
+  struct FailsLater : NoiseSource {
+    size_t n = 0;
+    HostNoiseSource healthy;
+    Result<uint8_t> Sample() override {
+      return ++n < 1500 ? healthy.Sample() : Result<uint8_t>(uint8_t{0x00});
+    }
+  };
+  chip_ = SecureElement::Open(image_, std::make_unique<FailsLater>()).value();
+  ASSERT_EQ(Send(Ins::kSign, 1, 0, Bytes(32, 7)).sw, kOk);
+  uint16_t sw = kOk;
+  for (int i = 0; i < 20 && sw == kOk; ++i) sw = Send(Ins::kSign, 1, 0, Bytes(32, 7)).sw;
+  EXPECT_EQ(sw, 0x6F01);  // each signature reseeds from the source, so its failure shows
 }
 
 TEST(Apdu, ShortAndExtendedEncodingsRoundTrip) {
@@ -337,6 +369,10 @@ class ClientTest : public ::testing::Test {
 
 TEST_F(ClientTest, ImportedKeySignsAndOnlyWhilePersonalising) {
   auto key = crypto::PrivateKey::Generate(crypto::KeyType::kEcP384).value();
+  auto anonymous = client_->ImportKey(2, key, false);
+  ASSERT_FALSE(anonymous.ok());
+  EXPECT_EQ(anonymous.error().code, ErrorCode::kAuth);  // 6982: only the personaliser imports
+  ASSERT_TRUE(client_->AuthenticateManufacturer(mkey_).ok());
   ASSERT_TRUE(client_->ImportKey(2, key, false).ok());
   auto pub = client_->ReadPublicKey(2);
   ASSERT_TRUE(pub.ok());
@@ -356,7 +392,8 @@ TEST_F(ClientTest, ImportKeyWrappedForAnotherChipIsRefused) {
   // Wrap for one chip, replay to another: the transport keys differ.
   client_.reset();  // power the first chip off; it is reopened below through a recorder
   std::string other_image = (dir_ / "other.img").string();
-  ASSERT_TRUE(SecureElement::Create(other_image, "SN-O", SecretString("1234")).ok());
+  ASSERT_TRUE(
+      SecureElement::Create(other_image, "SN-O", SecretString("1234"), nullptr, mkey_).ok());
   struct Recorder : Transport {
     std::unique_ptr<Transport> inner;
     std::vector<Bytes>* sent = nullptr;
@@ -372,11 +409,16 @@ TEST_F(ClientTest, ImportKeyWrappedForAnotherChipIsRefused) {
     recorder->sent = &sent;
     ChipClient recording(std::move(recorder));
     auto key = crypto::PrivateKey::Generate(crypto::KeyType::kEcP256).value();
+    ASSERT_TRUE(recording.AuthenticateManufacturer(mkey_).ok());
     ASSERT_TRUE(recording.ImportKey(1, key, false).ok());
   }
-  Bytes import_apdu = sent.back();
-  auto r = ApduResponse::Parse(SecureElement::Open(other_image).value()->Process(import_apdu));
-  EXPECT_EQ(r->sw, 0x6A80);
+  auto import = ApduCommand::Parse(sent.back());
+  ASSERT_TRUE(import.ok());
+  ChipClient other(std::make_unique<InProcessTransport>(SecureElement::Open(other_image).value()));
+  ASSERT_TRUE(other.AuthenticateManufacturer(mkey_).ok());
+  auto r = other.Call(Ins::kImportKey, import->p1, import->p2, import->data);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidInput);  // 6A80: not wrapped for this chip
 }
 
 TEST_F(ClientTest, AesKeysEncryptAndDecryptInsideTheChip) {
@@ -422,6 +464,8 @@ namespace {
 // Every instruction: one command that succeeds and one that fails with the
 // status word the design names for it.
 TEST_F(ChipTest, EveryCommandHasItsSuccessAndFailureStatusWords) {
+  EXPECT_EQ(Send(Ins::kImportKey, 1, 0, Bytes(120, 0x04)).sw, 0x6982);  // not the personaliser
+  AuthenticateManufacturer();
   ASSERT_EQ(Send(Ins::kGenerateKeyPair, 0, 0x01).sw, kOk);
   Bytes point = Send(Ins::kReadPublicKey, 0).data;
   point.erase(point.begin());
@@ -552,6 +596,40 @@ TEST_F(ChipTest, OnceOperationalKeysAreMadeOrReplacedOnlyWithThePin) {
             kOk);  // ephemeral keys need no PIN
   Login();
   EXPECT_EQ(Send(Ins::kGenerateKeyPair, 1, 0x01).sw, kOk);
+}
+
+}  // namespace
+}  // namespace devid::se
+
+namespace devid::se {
+namespace {
+
+// A write fault before the commit point leaves the counter as it was; one
+// after it leaves it incremented; either way the running chip says what the
+// disk says, and a power-up agrees.
+TEST_F(ChipTest, ChipFollowsItsNvmAfterAFailedWrite) {
+  for (int cut : {3, 11}) {
+    chip_.reset();
+    chip_ = SecureElement::Open(image_, nullptr, [cut](int step) { return step != cut; }).value();
+    Bytes before = Send(Ins::kCounter, 0, 0).data;
+    EXPECT_EQ(Send(Ins::kCounter, 0, 1).sw, 0x6F00) << "cut " << cut;
+    Bytes running = Send(Ins::kCounter, 0, 0).data;
+    Reboot();
+    EXPECT_EQ(Send(Ins::kCounter, 0, 0).data, running) << "cut " << cut;
+    EXPECT_EQ(running == before, cut == 3) << "cut " << cut;
+  }
+}
+
+TEST_F(ChipTest, TerminationSealsUnderAFreshChipKey) {
+  Bytes fuse_before = *ReadFile(image_ + ".fuse");
+  Login();
+  ASSERT_EQ(Send(Ins::kSetLifecycle, 4).sw, kOk);
+  Bytes fuse_after = *ReadFile(image_ + ".fuse");
+  EXPECT_NE(Bytes(fuse_before.begin() + 5, fuse_before.begin() + 37),
+            Bytes(fuse_after.begin() + 5, fuse_after.begin() + 37));
+  Reboot();
+  EXPECT_FALSE(chip_->tampered());
+  EXPECT_EQ(Send(Ins::kSign, 0, 0, Bytes(32, 1)).sw, 0x6985);
 }
 
 }  // namespace
