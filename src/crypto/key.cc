@@ -219,8 +219,34 @@ Result<Bytes> PrivateKey::PublicPoint() const {
   return Bytes(spki.key_bits().begin(), spki.key_bits().end());
 }
 
-Result<PublicKey> EcPublicKeyFromPoint(KeyType curve, ByteView point) {
+Result<PublicKey> EcPublicKeyFromPoint(KeyType curve, ByteView point, OSSL_LIB_CTX* context) {
   if (curve == KeyType::kRsa3072) return MakeError(ErrorCode::kInvalidInput, "not an EC curve");
+  if (context != nullptr) {
+    size_t coordinate = curve == KeyType::kEcP384 ? 48 : 32;
+    if (point.size() != 1 + 2 * coordinate || point[0] != 0x04) {
+      return MakeError(ErrorCode::kInvalidInput, "not an uncompressed point");
+    }
+    std::string group(KeyTypeName(curve));
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group.data(), 0),
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+                                          const_cast<uint8_t*>(point.data()), point.size()),
+        OSSL_PARAM_construct_end()};
+    UniquePtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_name(context, "EC", nullptr));
+    EVP_PKEY* raw = nullptr;
+    bool valid = ctx && EVP_PKEY_fromdata_init(ctx.get()) == 1 &&
+                 EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params) == 1;
+    UniquePtr<EVP_PKEY> key(raw);
+    if (valid) {
+      UniquePtr<EVP_PKEY_CTX> check(EVP_PKEY_CTX_new_from_pkey(context, key.get(), nullptr));
+      valid = check && EVP_PKEY_public_check_quick(check.get()) == 1;
+    }
+    if (!valid) {
+      ClearOpenSslErrors();
+      return MakeError(ErrorCode::kInvalidInput, "not a valid point on the curve");
+    }
+    return PublicKey(std::move(key));
+  }
   // Build the SPKI the way a CSR would carry it and reuse its checked decode.
   static constexpr uint8_t kP256[] = {0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48,
                                       0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A,

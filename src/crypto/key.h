@@ -80,7 +80,10 @@ class PrivateKey {
 };
 
 // An EC public key from its curve and uncompressed point (checked on the curve).
-Result<PublicKey> EcPublicKeyFromPoint(KeyType curve, ByteView point);
+// With a context, the key lives there: an ECDH peer for a key of that context
+// then needs no conversion between contexts.
+Result<PublicKey> EcPublicKeyFromPoint(KeyType curve, ByteView point,
+                                       OSSL_LIB_CTX* context = nullptr);
 
 // ECDSA over a digest the caller computed (the chip's SIGN): DER signature.
 Result<Bytes> SignDigest(const PrivateKey& key, ByteView digest);

@@ -623,7 +623,7 @@ ApduResponse SecureElement::Ecdh(const ApduCommand& c) {
   if (!key.ok()) return Sw(sw);
   auto curve = (*key)->algorithm().type;
   if (!curve) return Sw(StatusWord::kInternal);
-  auto peer = crypto::EcPublicKeyFromPoint(*curve, c.data);
+  auto peer = crypto::EcPublicKeyFromPoint(*curve, c.data, (*key)->context());
   if (!peer.ok()) return Sw(StatusWord::kWrongData);
   auto secret = crypto::DeriveSharedSecret(**key, peer->get());
   if (!secret.ok()) return Sw(StatusWord::kWrongData);
