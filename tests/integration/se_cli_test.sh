@@ -6,6 +6,7 @@
 # Usage: se_cli_test.sh PATH/TO/devid
 set -euo pipefail
 DEVID=$(realpath "$1")
+LIB=$(dirname "$(realpath "$0")")/lib.sh
 T=$(mktemp -d)
 DAEMON=""
 cleanup() {
@@ -14,11 +15,8 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$T"
-FAILS=0
-CHECKS=0
-pass() { CHECKS=$((CHECKS + 1)); echo "ok - $1"; }
-fail() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "FAIL - $1"; [ $# -gt 1 ] && printf '#   %s\n' "${@:2}"; }
-ok() { local d=$1; shift; if out=$("$@" 2>&1); then pass "$d"; else fail "$d" "$*" "$out"; fi; }
+# shellcheck source=lib.sh
+source "$LIB"
 # err DESC PATTERN CMD...: exit != 0, one stderr line "devid: error: ..." matching PATTERN
 err() {
   local d=$1 re=$2; shift 2
@@ -137,7 +135,4 @@ grep -q 'terminated' <<<"$("$DEVID" se info --image chip.img)" && pass "the chip
 err "a terminated chip answers nothing secret" 'conditions not satisfied' \
   "$DEVID" se pubkey --image chip.img --slot 0 --out x.pem
 
-echo
-if ((FAILS == 0)); then echo "# all $CHECKS checks passed"; exit 0; fi
-echo "# $FAILS of $CHECKS checks FAILED"
-exit 1
+finish

@@ -279,7 +279,7 @@ Result<std::shared_ptr<const crypto::PrivateKey>> SecureElement::LoadKey(uint8_t
   }
   if (!k->decoded) {
     // Decoded in the chip's context: its signatures' nonces come from the TRNG-fed DRBG.
-    auto key = crypto::PrivateKey::FromPkcs8Der(k->pkcs8.view(), rng_ ? rng_->context() : nullptr);
+    auto key = crypto::PrivateKey::FromPkcs8Der(k->pkcs8.view(), Context());
     if (!key.ok()) {
       *sw = StatusWord::kInternal;
       return key.error();
@@ -584,7 +584,7 @@ ApduResponse SecureElement::VerifySignature(const ApduCommand& c) {
   auto take_key = [&](uint8_t curve_byte, ByteView point) -> StatusWord {
     auto curve = CurveFromByte(curve_byte);
     if (!curve) return StatusWord::kWrongData;
-    auto pub = crypto::EcPublicKeyFromPoint(*curve, point);
+    auto pub = crypto::EcPublicKeyFromPoint(*curve, point, Context());
     if (!pub.ok()) return StatusWord::kWrongData;
     key.emplace(std::move(pub).value());
     return StatusWord::kOk;
@@ -819,9 +819,9 @@ ApduResponse SecureElement::ImportKey(const ApduCommand& c) {
   ByteView ephemeral = d.first(kPoint);
   ByteView nonce = d.subspan(kPoint, crypto::kAesGcmNonceSize);
   ByteView sealed = d.subspan(kPoint + crypto::kAesGcmNonceSize);
-  auto transport = crypto::PrivateKey::FromPkcs8Der(state_.transport.view());
+  auto transport = crypto::PrivateKey::FromPkcs8Der(state_.transport.view(), Context());
   if (!transport.ok()) return Sw(StatusWord::kInternal);
-  auto peer = crypto::EcPublicKeyFromPoint(crypto::KeyType::kEcP256, ephemeral);
+  auto peer = crypto::EcPublicKeyFromPoint(crypto::KeyType::kEcP256, ephemeral, Context());
   if (!peer.ok()) return Sw(StatusWord::kWrongData);
   auto shared = crypto::DeriveSharedSecret(*transport, peer->get());
   if (!shared.ok()) return Sw(StatusWord::kWrongData);

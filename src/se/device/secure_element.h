@@ -157,6 +157,9 @@ class SecureElement {
   size_t UsedNvm(const State& state) const;
   // A persistent slot, or this session's volatile one; nullptr when empty.
   const KeySlot* FindSlot(uint8_t slot) const;
+  // The chip's own library context (its TRNG-fed DRBG), where its keys live
+  // and its EC checks run: the host process may prefer another provider.
+  OSSL_LIB_CTX* Context() const { return rng_ ? rng_->context() : nullptr; }
   bool Allowed(uint8_t ac) const { return ac == 0x00 || (ac == 0x01 && session_->pin_verified); }
   Result<std::shared_ptr<const crypto::PrivateKey>> LoadKey(uint8_t slot, StatusWord* sw) const;
 
