@@ -76,39 +76,6 @@ Result<ca::KeyProtection> ResolveProtection(const GlobalOptions& g) {
                    "or choose --no-passphrase explicitly");
 }
 
-// Subjects and error messages can carry bytes from CSRs: C0 and C1 control
-// characters are shown as \\xNN, never sent to the terminal.
-std::string Printable(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    auto next = i + 1 < s.size() ? static_cast<unsigned char>(s[i + 1]) : 0;
-    bool c1 = c == 0xC2 && next >= 0x80 && next <= 0x9F;  // U+0080..U+009F in UTF-8
-    if (c < 0x20 || c == 0x7F || c1) {
-      char buf[16];
-      if (c1) {
-        std::snprintf(buf, sizeof buf, "\\x%02X\\x%02X", c, next);
-        ++i;
-      } else {
-        std::snprintf(buf, sizeof buf, "\\x%02X", c);
-      }
-      out += buf;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  return out;
-}
-
-// Runs a command body; an error becomes one line on stderr and exit code 1.
-void Run(GlobalOptions& g, const std::function<Status()>& body) {
-  Status s = body();
-  if (!s.ok()) {
-    std::cerr << "devid: error: " << Printable(s.error().message) << "\n";
-    g.exit_code = 1;
-  }
-}
-
 struct Context {
   std::unique_ptr<store::Store> store;
   std::unique_ptr<ca::Hierarchy> hierarchy;

@@ -2,7 +2,12 @@
 
 #include <CLI/CLI.hpp>
 
+#include <functional>
+#include <optional>
 #include <string>
+
+#include "core/result.h"
+#include "core/secret.h"
 
 namespace devid::cli {
 
@@ -13,9 +18,20 @@ struct GlobalOptions {
   int exit_code = 0;
 };
 
+// --pin-file FILE and --pin PIN on a chip command; `use` ends their help text.
+void AddPinOptions(CLI::App* c, std::string& pin, std::string& pin_file, const std::string& use);
+// --pin-file, then --pin, then DEVID_PIN; none: no PIN.
+Result<std::optional<SecretString>> ResolvePin(const std::string& pin, const std::string& pin_file);
+// Control characters (C0, C1) shown as \\xNN: names and messages can carry bytes from CSRs.
+std::string Printable(const std::string& s);
+// Runs a command body: an error becomes one "devid: error: ..." line and exit code 1.
+void Run(GlobalOptions& g, const std::function<Status()>& body);
+
 // `devid ca …`
 void AddCaCommands(CLI::App& app, GlobalOptions& global);
 // `devid se …`
 void AddSeCommands(CLI::App& app, GlobalOptions& global);
+// `devid agent …`
+void AddAgentCommands(CLI::App& app, GlobalOptions& global);
 
 }  // namespace devid::cli

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
                "Store new CA keys unencrypted and use unencrypted keys (explicit opt-out)");
   devid::cli::AddCaCommands(app, global);
   devid::cli::AddSeCommands(app, global);
+  devid::cli::AddAgentCommands(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -6,6 +6,8 @@
 
 #include "cli/commands.h"
 #include "core/file.h"
+#include "crypto/certificate.h"
+#include "crypto/csr.h"
 #include "crypto/key.h"
 #include "se/host/client.h"
 
@@ -40,29 +42,6 @@ void AddChipSetupOptions(CLI::App* c, std::string& log, bool& latency) {
               "Model a real chip's command times (sign 115 ms, verify 105 ms, ...)");
 }
 
-void AddPinOptions(CLI::App* c, std::string& pin, std::string& pin_file, const std::string& use) {
-  c->add_option("--pin-file", pin_file, "File whose first line is the user PIN, " + use);
-  c->add_option("--pin", pin,
-                "The user PIN on the command line (visible to other local users; prefer "
-                "--pin-file or DEVID_PIN)");
-}
-
-// --pin-file, then --pin, then DEVID_PIN; none: no PIN.
-Result<std::optional<SecretString>> ResolvePin(const std::string& pin,
-                                               const std::string& pin_file) {
-  if (!pin.empty() && !pin_file.empty()) {
-    return MakeError(ErrorCode::kInvalidInput, "--pin and --pin-file exclude each other");
-  }
-  if (!pin_file.empty()) {
-    DEVID_ASSIGN_OR_RETURN(SecretString read, ReadSecretLine(pin_file, "PIN"));
-    return std::optional<SecretString>(std::move(read));
-  }
-  if (!pin.empty()) return std::optional<SecretString>(SecretString(pin));
-  const char* env = std::getenv("DEVID_PIN");
-  if (env != nullptr && *env != '\0') return std::optional<SecretString>(SecretString(env));
-  return std::optional<SecretString>();
-}
-
 void AddChipOptions(CLI::App* c, ChipOptions& o) {
   c->add_option("--image", o.image, "Chip image file (the chip runs in this process)");
   c->add_option("--socket", o.socket, "Socket of a `devid se run` daemon");
@@ -82,12 +61,22 @@ Result<se::ChipClient> Connect(const ChipOptions& o) {
   return client;
 }
 
-void Run(GlobalOptions& g, const std::function<Status()>& body) {
-  Status s = body();
-  if (!s.ok()) {
-    std::cerr << "devid: error: " << s.error().message << "\n";
-    g.exit_code = 1;
+// A PEM public key or certificate as a chip key file: curve byte || point.
+Result<Bytes> KeyFileContent(ByteView pem) {
+  std::string_view text = AsString(pem);
+  std::optional<crypto::PublicKey> key;
+  if (text.find("BEGIN CERTIFICATE") != std::string_view::npos) {
+    DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert, crypto::Certificate::Parse(pem));
+    DEVID_ASSIGN_OR_RETURN(crypto::PublicKey pub, cert.public_key());
+    key.emplace(std::move(pub));
+  } else {
+    DEVID_ASSIGN_OR_RETURN(crypto::PublicKey pub, crypto::PublicKey::FromPem(text));
+    key.emplace(std::move(pub));
   }
+  DEVID_ASSIGN_OR_RETURN(auto point, key->EcPoint());
+  Bytes out = {static_cast<uint8_t>(point.first == crypto::KeyType::kEcP384 ? 0x02 : 0x01)};
+  out.insert(out.end(), point.second.begin(), point.second.end());
+  return out;
 }
 
 const char* LifecycleName(se::Lifecycle l) {
@@ -267,6 +256,44 @@ void AddSeCommands(CLI::App& app, GlobalOptions& g) {
   {
     struct Opts : ChipOptions {
       int slot = 0;
+      std::string subject, out;
+      std::vector<std::string> sans;
+    };
+    auto o = std::make_shared<Opts>();
+    CLI::App* c =
+        se->add_subcommand("csr", "A PKCS#10 request for a slot's key, signed in the chip (PEM)");
+    AddChipOptions(c, *o);
+    c->add_option("--slot", o->slot, "Key slot")->required();
+    c->add_option("--subject", o->subject, "Subject, e.g. \"CN=device-0001,O=Acme\"")->required();
+    c->add_option("--san", o->sans, "Subject alternative name to request (dns:…, uri:…, ...)");
+    c->add_option("--out", o->out, "PEM file")->required();
+    c->callback([o, &g] {
+      Run(g, [&]() -> Status {
+        DEVID_TRY(CheckOutputPath(o->out));
+        DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject,
+                               crypto::DistinguishedName::Parse(o->subject));
+        std::vector<crypto::GeneralName> sans;
+        for (const std::string& text : o->sans) {
+          DEVID_ASSIGN_OR_RETURN(crypto::GeneralName san, crypto::GeneralName::Parse(text));
+          sans.push_back(std::move(san));
+        }
+        DEVID_ASSIGN_OR_RETURN(se::ChipClient chip, Connect(*o));
+        auto slot = static_cast<uint8_t>(o->slot);
+        DEVID_ASSIGN_OR_RETURN(auto key, chip.ReadPublicKey(slot));
+        DEVID_ASSIGN_OR_RETURN(crypto::PublicKey pub,
+                               crypto::EcPublicKeyFromPoint(key.first, key.second));
+        crypto::ExternalEcSigner signer{std::move(pub),
+                                        [&](ByteView digest) { return chip.Sign(slot, digest); }};
+        DEVID_ASSIGN_OR_RETURN(crypto::CertificateRequest csr,
+                               crypto::MakeCertificateRequest(signer, subject, sans));
+        DEVID_ASSIGN_OR_RETURN(std::string pem, csr.ToPem());
+        return WriteFileAtomic(o->out, AsBytes(pem));
+      });
+    });
+  }
+  {
+    struct Opts : ChipOptions {
+      int slot = 0;
       std::string in, out;
     };
     auto o = std::make_shared<Opts>();
@@ -347,6 +374,7 @@ void AddSeCommands(CLI::App& app, GlobalOptions& g) {
     struct Opts : ChipOptions {
       std::string id, in, out, read_ac = "always", write_ac = "pin";
       int max = 0;
+      bool public_key = false;
     };
     auto w = std::make_shared<Opts>();
     CLI::App* write =
@@ -354,6 +382,10 @@ void AddSeCommands(CLI::App& app, GlobalOptions& g) {
     AddChipOptions(write, *w);
     write->add_option("--id", w->id, "File id, hex (e.g. 1001)")->required();
     write->add_option("--in", w->in, "Content")->required();
+    write->add_flag("--public-key", w->public_key,
+                    "--in is a PEM public key or certificate; store its key the way "
+                    "VERIFY_SIGNATURE reads a key file (curve byte, point): the issuing CA's goes "
+                    "in file CA01");
     write->add_option("--max", w->max,
                       "Size to reserve when creating (default: the content's size)");
     write->add_option("--read", w->read_ac, "Who may read: always, pin, never")
@@ -366,6 +398,9 @@ void AddSeCommands(CLI::App& app, GlobalOptions& g) {
         DEVID_ASSIGN_OR_RETURN(uint8_t read_ac, ParseAccess(w->read_ac));
         DEVID_ASSIGN_OR_RETURN(uint8_t write_ac, ParseAccess(w->write_ac));
         DEVID_ASSIGN_OR_RETURN(Bytes data, ReadFile(w->in, 60000));
+        if (w->public_key) {
+          DEVID_ASSIGN_OR_RETURN(data, KeyFileContent(data));
+        }
         DEVID_ASSIGN_OR_RETURN(se::ChipClient chip, Connect(*w));
         DEVID_ASSIGN_OR_RETURN(std::vector<se::ChipFileInfo> files, chip.ListFiles());
         bool exists =

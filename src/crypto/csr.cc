@@ -224,13 +224,24 @@ Result<std::vector<GeneralName>> CertificateRequest::RequestedSubjectAltNames() 
   return out;
 }
 
-Result<CertificateRequest> MakeCertificateRequest(const PrivateKey& key,
-                                                  const DistinguishedName& subject,
-                                                  const std::vector<GeneralName>& sans) {
+Result<std::string> CertificateRequest::ToPem() const {
+  return internal::EncodePem("CSR", [&](BIO* bio) {
+    return PEM_write_bio(bio, "CERTIFICATE REQUEST", "", der_.data(),
+                         static_cast<long>(der_.size())) > 0
+               ? 1
+               : 0;
+  });
+}
+
+namespace {
+
+// Version, subject, public key and requested SANs: everything but the signature.
+Result<UniquePtr<X509_REQ>> RequestBody(const EVP_PKEY* key, const DistinguishedName& subject,
+                                        const std::vector<GeneralName>& sans) {
   UniquePtr<X509_REQ> req(X509_REQ_new());
   if (!req) return OpenSslError("allocating X509_REQ");
   DEVID_ASSIGN_OR_RETURN(UniquePtr<X509_NAME> name, subject.ToX509Name());
-  DEVID_ASSIGN_OR_RETURN(SubjectPublicKeyInfo spki, SubjectPublicKeyInfo::FromKey(key.get()));
+  DEVID_ASSIGN_OR_RETURN(SubjectPublicKeyInfo spki, SubjectPublicKeyInfo::FromKey(key));
   if (X509_REQ_set_version(req.get(), 0) != 1 ||
       X509_REQ_set_subject_name(req.get(), name.get()) != 1) {
     return OpenSslError("building CSR");
@@ -247,13 +258,70 @@ Result<CertificateRequest> MakeCertificateRequest(const PrivateKey& key,
     if (X509_REQ_add_extensions(req.get(), exts.get()) != 1)
       return OpenSslError("adding CSR extensions");
   }
+  return req;
+}
+
+Result<CertificateRequest> Finish(X509_REQ* req) {
+  DEVID_ASSIGN_OR_RETURN(Bytes der, internal::EncodeDer("CSR", [&](unsigned char** p) {
+                           return i2d_X509_REQ(req, p);
+                         }));
+  return CertificateRequest::Parse(der);
+}
+
+}  // namespace
+
+Result<CertificateRequest> MakeCertificateRequest(const PrivateKey& key,
+                                                  const DistinguishedName& subject,
+                                                  const std::vector<GeneralName>& sans) {
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<X509_REQ> req, RequestBody(key.get(), subject, sans));
   KeyAlgorithm alg = key.algorithm();
   const EVP_MD* md = alg.type ? SignatureDigestFor(*alg.type) : EVP_sha256();
   if (X509_REQ_sign(req.get(), key.get(), md) <= 0) return OpenSslError("signing CSR");
-  DEVID_ASSIGN_OR_RETURN(Bytes der, internal::EncodeDer("CSR", [&](unsigned char** p) {
-                           return i2d_X509_REQ(req.get(), p);
+  return Finish(req.get());
+}
+
+Result<CertificateRequest> MakeCertificateRequest(const ExternalEcSigner& signer,
+                                                  const DistinguishedName& subject,
+                                                  const std::vector<GeneralName>& sans) {
+  KeyAlgorithm alg = signer.public_key.algorithm();
+  if (!alg.type || *alg.type == KeyType::kRsa3072) {
+    return MakeError(ErrorCode::kInvalidInput, "an external signer must hold a P-256 or P-384 key");
+  }
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<X509_REQ> req,
+                         RequestBody(signer.public_key.get(), subject, sans));
+  // RFC 5758 §3.2: ecdsa-with-SHA256 / -SHA384, parameters absent.
+  const EVP_MD* md = SignatureDigestFor(*alg.type);
+  int nid = *alg.type == KeyType::kEcP384 ? NID_ecdsa_with_SHA384 : NID_ecdsa_with_SHA256;
+  UniquePtr<X509_ALGOR> algorithm(X509_ALGOR_new());
+  if (!algorithm ||
+      X509_ALGOR_set0(algorithm.get(), OBJ_nid2obj(nid), V_ASN1_UNDEF, nullptr) != 1 ||
+      X509_REQ_set1_signature_algo(req.get(), algorithm.get()) != 1) {
+    return OpenSslError("setting the CSR signature algorithm");
+  }
+  DEVID_ASSIGN_OR_RETURN(Bytes info,
+                         internal::EncodeDer("CertificationRequestInfo", [&](unsigned char** p) {
+                           return i2d_re_X509_REQ_tbs(req.get(), p);
                          }));
-  return CertificateRequest::Parse(der);
+  Bytes digest(EVP_MAX_MD_SIZE);
+  unsigned int len = 0;
+  if (EVP_Digest(info.data(), info.size(), digest.data(), &len, md, nullptr) != 1) {
+    return OpenSslError("hashing the CSR");
+  }
+  digest.resize(len);
+  DEVID_ASSIGN_OR_RETURN(Bytes signature, signer.sign_digest(digest));
+  UniquePtr<ASN1_STRING> bits(ASN1_BIT_STRING_new());
+  if (!bits ||
+      ASN1_BIT_STRING_set(bits.get(), signature.data(), static_cast<int>(signature.size())) != 1) {
+    return OpenSslError("setting the CSR signature");
+  }
+  bits->flags &= ~0x07;
+  bits->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+  X509_REQ_set0_signature(req.get(), bits.release());
+  DEVID_ASSIGN_OR_RETURN(CertificateRequest csr, Finish(req.get()));
+  // The signer's answer is checked here, not at the CA: a wrong key or a bad
+  // signature never leaves as a CSR.
+  DEVID_TRY(csr.VerifyProofOfPossession());
+  return csr;
 }
 
 }  // namespace devid::crypto

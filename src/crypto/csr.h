@@ -1,6 +1,7 @@
 // PKCS#10 certification requests (RFC 2986): parsing and proof of possession.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "core/bytes.h"
@@ -30,6 +31,7 @@ class CertificateRequest {
   // The subjectAltName of the extensionRequest attribute, if any.
   Result<std::vector<GeneralName>> RequestedSubjectAltNames() const;
   const Bytes& der() const { return der_; }
+  Result<std::string> ToPem() const;  // "CERTIFICATE REQUEST"
 
  private:
   CertificateRequest(Bytes der, SubjectPublicKeyInfo public_key)
@@ -50,6 +52,17 @@ class CertificateRequest {
 
 // Builds and signs a PKCS#10 request (tests, tools, the agent later).
 Result<CertificateRequest> MakeCertificateRequest(const PrivateKey& key,
+                                                  const DistinguishedName& subject,
+                                                  const std::vector<GeneralName>& sans);
+
+// An EC key held elsewhere (a chip): its public key and a function that signs
+// a digest (SHA-256 for P-256, SHA-384 for P-384) with it, giving DER ECDSA.
+struct ExternalEcSigner {
+  PublicKey public_key;
+  std::function<Result<Bytes>(ByteView digest)> sign_digest;
+};
+// The same request, signed by such a key (seed fig. 4 step 3: a CSR signed in the chip).
+Result<CertificateRequest> MakeCertificateRequest(const ExternalEcSigner& signer,
                                                   const DistinguishedName& subject,
                                                   const std::vector<GeneralName>& sans);
 

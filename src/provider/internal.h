@@ -16,20 +16,10 @@
 #include "core/result.h"
 #include "crypto/handles.h"
 #include "crypto/key.h"
+#include "provider/provider.h"
 #include "se/host/client.h"
 
 namespace devid::provider {
-
-// One chip as the provider reaches it: one connection (or one in-process
-// chip) shared by every key on it; commands go through it one at a time.
-struct SharedChip {
-  explicit SharedChip(se::ChipClient c) : client(std::move(c)) {}
-  std::mutex mu;
-  se::ChipClient client;
-  // Bumped by every volatile key generation: a volatile key object whose
-  // generation is older no longer has its private key in the chip.
-  uint64_t volatile_generation = 0;
-};
 
 struct ProviderContext {
   const OSSL_CORE_HANDLE* handle = nullptr;
@@ -88,6 +78,11 @@ void (*Fn(F* f))() {
   return reinterpret_cast<void (*)()>(f);
 }
 
+// The provider's initialisation (OSSL_provider_init's signature).
+int Init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DISPATCH** out,
+         void** provctx);
+
+extern const OSSL_DISPATCH kRandFunctions[];
 extern const OSSL_DISPATCH kKeymgmtFunctions[];
 extern const OSSL_DISPATCH kSignatureFunctions[];
 extern const OSSL_DISPATCH kKeyexchFunctions[];

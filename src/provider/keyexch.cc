@@ -26,7 +26,7 @@ void FreeContext(void* c) { delete static_cast<ExchangeContext*>(c); }
 
 void* DupContext(void* c) { return new ExchangeContext(*static_cast<ExchangeContext*>(c)); }
 
-int Init(void* c, void* keydata, const OSSL_PARAM[]) {
+int ExchangeInit(void* c, void* keydata, const OSSL_PARAM[]) {
   auto* ctx = static_cast<ExchangeContext*>(c);
   const auto* key = static_cast<const Key*>(keydata);
   if (key == nullptr || !key->has_private()) {
@@ -83,7 +83,7 @@ const OSSL_DISPATCH kKeyexchFunctions[] = {
     {OSSL_FUNC_KEYEXCH_NEWCTX, Fn(NewContext)},
     {OSSL_FUNC_KEYEXCH_FREECTX, Fn(FreeContext)},
     {OSSL_FUNC_KEYEXCH_DUPCTX, Fn(DupContext)},
-    {OSSL_FUNC_KEYEXCH_INIT, Fn(Init)},
+    {OSSL_FUNC_KEYEXCH_INIT, Fn(ExchangeInit)},
     {OSSL_FUNC_KEYEXCH_SET_PEER, Fn(SetPeer)},
     {OSSL_FUNC_KEYEXCH_DERIVE, Fn(Derive)},
     {OSSL_FUNC_KEYEXCH_SET_CTX_PARAMS, Fn(SetContextParams)},

@@ -6,6 +6,8 @@
 #include <openssl/err.h>
 #include <openssl/params.h>
 #include <openssl/prov_ssl.h>
+#include <openssl/provider.h>
+#include <openssl/rand.h>
 
 #include <cstdarg>
 #include <cstdlib>
@@ -38,8 +40,49 @@ Result<crypto::KeyType> CurveFromGroupName(std::string_view name) {
                    "the chip has P-256 and P-384 keys, not " + std::string(name));
 }
 
+namespace {
+// Chips a program of this project shares with the provider (ShareChip).
+struct SharedRegistry {
+  std::mutex mu;
+  std::map<std::string, std::shared_ptr<SharedChip>> chips;
+  std::string default_chip;
+};
+SharedRegistry& Registry() {
+  static SharedRegistry* registry = new SharedRegistry;  // never destroyed: used at exit
+  return *registry;
+}
+}  // namespace
+
+void ShareChip(const std::string& locator, std::shared_ptr<SharedChip> chip) {
+  SharedRegistry& r = Registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  if (!chip) {
+    r.chips.erase(locator);
+    if (r.default_chip == locator) r.default_chip.clear();
+    return;
+  }
+  r.chips[locator] = std::move(chip);
+  r.default_chip = locator;
+}
+
+Status ReadCaKey(SharedChip& chip) {
+  auto file = chip.client.ReadFile(se::kCaPublicKeyFile);
+  if (!file.ok()) {
+    if (file.error().code == ErrorCode::kNotFound) return {};
+    return file.error().Context("reading the CA key file CA01");
+  }
+  if (!file->empty()) chip.ca_key = std::move(file).value();
+  return {};
+}
+
 Result<std::shared_ptr<SharedChip>> ProviderContext::Chip(const std::string& locator,
                                                           const std::string& pin_file) {
+  {
+    SharedRegistry& r = Registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    auto shared = r.chips.find(locator);
+    if (shared != r.chips.end()) return shared->second;
+  }
   std::lock_guard<std::mutex> lock(mu);
   auto it = chips.find(locator);
   if (it != chips.end()) return it->second;
@@ -63,6 +106,8 @@ Result<std::shared_ptr<SharedChip>> ProviderContext::Chip(const std::string& loc
   }
   if (pin) DEVID_TRY(client.Authenticate(pin->reveal()));
   auto chip = std::make_shared<SharedChip>(std::move(client));
+  // Without a readable CA key file, signatures are checked with the key given.
+  (void)ReadCaKey(*chip);
   chips[locator] = chip;
   if (default_chip.empty()) default_chip = locator;
   return chip;
@@ -75,6 +120,11 @@ Result<std::shared_ptr<SharedChip>> ProviderContext::DefaultChip() {
   } else {
     std::lock_guard<std::mutex> lock(mu);
     locator = default_chip;
+  }
+  if (locator.empty()) {
+    SharedRegistry& r = Registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    locator = r.default_chip;
   }
   if (locator.empty()) {
     return MakeError(ErrorCode::kInvalidInput,
@@ -109,6 +159,10 @@ const OSSL_ALGORITHM kSignature[] = {
 const OSSL_ALGORITHM kKeyexch[] = {
     {"ECDH", "provider=devid", kKeyexchFunctions, "ECDH in a devid secure element"},
     {nullptr, nullptr, nullptr, nullptr}};
+const OSSL_ALGORITHM kRand[] = {
+    {"DEVID-CHIP-RAND", "provider=devid", kRandFunctions,
+     "random bytes from a devid secure element's TRNG (GET_RANDOM)"},
+    {nullptr, nullptr, nullptr, nullptr}};
 const OSSL_ALGORITHM kStore[] = {
     {"devid", "provider=devid", kStoreFunctions, "devid: chip key URIs"},
     {nullptr, nullptr, nullptr, nullptr}};
@@ -125,6 +179,8 @@ const OSSL_ALGORITHM* QueryOperation(void*, int operation_id, int* no_cache) {
       return kKeyexch;
     case OSSL_OP_STORE:
       return kStore;
+    case OSSL_OP_RAND:
+      return kRand;
     default:
       return nullptr;
   }
@@ -198,12 +254,9 @@ const OSSL_DISPATCH kProviderFunctions[] = {
     {0, nullptr}};
 
 }  // namespace
-}  // namespace devid::provider
 
-extern "C" __attribute__((visibility("default"))) int OSSL_provider_init(
-    const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DISPATCH** out,
-    void** provctx) {
-  using devid::provider::ProviderContext;
+int Init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DISPATCH** out,
+         void** provctx) {
   auto* ctx = new ProviderContext;
   ctx->handle = handle;
   ctx->own.reset(OSSL_LIB_CTX_new());
@@ -226,7 +279,22 @@ extern "C" __attribute__((visibility("default"))) int OSSL_provider_init(
         break;
     }
   }
-  *out = devid::provider::kProviderFunctions;
+  *out = kProviderFunctions;
   *provctx = ctx;
   return 1;
 }
+
+Status LoadInto(OSSL_LIB_CTX* ctx, const LoadOptions& options) {
+  if (OSSL_PROVIDER_add_builtin(ctx, "devid", Init) != 1 ||
+      OSSL_PROVIDER_load(ctx, "devid") == nullptr ||
+      OSSL_PROVIDER_load(ctx, "default") == nullptr) {
+    return MakeError(ErrorCode::kCrypto, "cannot load the devid provider into a library context");
+  }
+  if (options.chip_random &&
+      RAND_set_DRBG_type(ctx, "DEVID-CHIP-RAND", "provider=devid", nullptr, nullptr) != 1) {
+    return MakeError(ErrorCode::kCrypto, "cannot make the chip the context's random generator");
+  }
+  return {};
+}
+
+}  // namespace devid::provider

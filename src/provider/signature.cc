@@ -161,7 +161,13 @@ int VerifyDigest(SignatureContext* ctx, ByteView sig, ByteView digest) {
     return 0;
   }
   std::lock_guard<std::mutex> lock((*chip)->mu);
-  auto ok = (*chip)->client.VerifySignature(key.curve, key.point, fitted, sig);
+  // The issuing CA's key kept in the chip verifies against the chip's own
+  // copy (seed fig. 3 step 4): the host cannot swap the trust anchor.
+  Bytes as_file = {static_cast<uint8_t>(key.curve == crypto::KeyType::kEcP384 ? 0x02 : 0x01)};
+  as_file.insert(as_file.end(), key.point.begin(), key.point.end());
+  auto ok = (*chip)->ca_key && *(*chip)->ca_key == as_file
+                ? (*chip)->client.VerifySignatureWithFileKey(se::kCaPublicKeyFile, fitted, sig)
+                : (*chip)->client.VerifySignature(key.curve, key.point, fitted, sig);
   if (!ok.ok()) {
     RaiseError(ctx->prov, ok.error());
     return 0;

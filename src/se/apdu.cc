@@ -156,4 +156,88 @@ Bytes ApduResponse::Encode() const {
   return out;
 }
 
+std::string InstructionName(uint8_t ins) {
+  switch (static_cast<Ins>(ins)) {
+    case Ins::kGetInfo:
+      return "GET_INFO";
+    case Ins::kGetRandom:
+      return "GET_RANDOM";
+    case Ins::kGenerateKeyPair:
+      return "GENERATE_KEY_PAIR";
+    case Ins::kReadPublicKey:
+      return "READ_PUBLIC_KEY";
+    case Ins::kSign:
+      return "SIGN";
+    case Ins::kVerifySignature:
+      return "VERIFY_SIGNATURE";
+    case Ins::kEcdh:
+      return "ECDH";
+    case Ins::kCreateFile:
+      return "CREATE_FILE";
+    case Ins::kReadFile:
+      return "READ_FILE";
+    case Ins::kWriteFile:
+      return "WRITE_FILE";
+    case Ins::kListFiles:
+      return "LIST_FILES";
+    case Ins::kSha256:
+      return "SHA256";
+    case Ins::kCounter:
+      return "COUNTER";
+    case Ins::kAuthenticate:
+      return "AUTHENTICATE";
+    case Ins::kSetLifecycle:
+      return "SET_LIFECYCLE";
+    case Ins::kImportKey:
+      return "IMPORT_KEY";
+    case Ins::kAes:
+      return "AES";
+  }
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "INS_%02X", ins);
+  return buf;
+}
+
+namespace {
+// What the log says about a command's target: slot, file or counter, never data.
+std::string Target(const ApduCommand& c) {
+  char buf[48];
+  switch (static_cast<Ins>(c.ins)) {
+    case Ins::kGenerateKeyPair:
+    case Ins::kReadPublicKey:
+    case Ins::kSign:
+    case Ins::kEcdh:
+    case Ins::kImportKey:
+    case Ins::kAes:
+      std::snprintf(buf, sizeof buf, " slot=%s",
+                    c.p1 == kVolatileSlot ? "volatile" : std::to_string(c.p1).c_str());
+      return buf;
+    case Ins::kVerifySignature:
+      return c.p1 == 0x01 && c.data.size() >= 2
+                 ? " key=file:" + HexEncode(ByteView(c.data).first(2))
+                 : " key=supplied";
+    case Ins::kCreateFile:
+    case Ins::kReadFile:
+    case Ins::kWriteFile:
+      std::snprintf(buf, sizeof buf, " file=%02X%02X", c.p1, c.p2);
+      return buf;
+    case Ins::kCounter:
+      std::snprintf(buf, sizeof buf, " counter=%d%s", c.p1, c.p2 == 1 ? " increment" : "");
+      return buf;
+    case Ins::kGetRandom:
+      return " le=" + std::to_string(c.le);
+    case Ins::kSetLifecycle:
+      return " target=" + std::to_string(c.p1);
+    default:
+      return "";
+  }
+}
+}  // namespace
+
+std::string DescribeCommand(const ApduCommand& c, uint16_t sw, long long us) {
+  char status[8];
+  std::snprintf(status, sizeof status, "%04X", sw);
+  return InstructionName(c.ins) + Target(c) + " sw=" + status + " us=" + std::to_string(us);
+}
+
 }  // namespace devid::se

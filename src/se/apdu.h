@@ -57,6 +57,9 @@ enum class Ins : uint8_t {
   kAes = 0x3A,
 };
 
+// P1 of the key commands for the session's volatile (ephemeral) key slot.
+inline constexpr uint8_t kVolatileSlot = 0x80;
+
 struct ApduCommand {
   uint8_t cla = kCla;
   uint8_t ins = 0;
@@ -79,6 +82,12 @@ struct ApduResponse {
   static Result<ApduResponse> Parse(ByteView bytes);
   Bytes Encode() const;
 };
+
+// The command's name as the log writes it ("SIGN"), or "INS_XX".
+std::string InstructionName(uint8_t ins);
+// One command-log line: "SIGN slot=0 sw=9000 us=41" (what was done, never
+// the data). The chip writes it; a host-side transport can write the same.
+std::string DescribeCommand(const ApduCommand& command, uint16_t sw, long long us);
 
 inline ApduResponse Reply(StatusWord sw, Bytes data = {}) {
   return ApduResponse{std::move(data), static_cast<uint16_t>(sw)};

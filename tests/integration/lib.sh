@@ -10,3 +10,28 @@ finish() {
   if ((FAILS > 0)); then echo "# $FAILS of $CHECKS checks failed"; exit 1; fi
   echo "# all $CHECKS checks passed"
 }
+
+# A scratch directory to work in; it and every background process listed in
+# PIDS go away when the script exits.
+PIDS=()
+enter_scratch_dir() {
+  T=$(mktemp -d)
+  trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$T"' EXIT
+  cd "$T"
+}
+
+# start_tls_server CERT KEY [VERSION-FLAG]: openssl s_server on a free port
+# (PORT), requiring a client certificate that chains to chain.pem; one
+# connection, output in server.out.
+start_tls_server() {
+  rm -f server.out
+  (sleep 20 | openssl s_server -accept 0 -cert "$1" -key "$2" -CAfile chain.pem -Verify 1 \
+    "${3:--tls1_2}" -cipher ECDHE-ECDSA-AES128-GCM-SHA256 -naccept 1 >server.out 2>&1) &
+  PIDS+=($!)
+  PORT=""
+  for _ in $(seq 50); do
+    PORT=$(grep -o 'ACCEPT.*:[0-9]*' server.out 2>/dev/null | grep -o '[0-9]*$' || true)
+    [ -n "$PORT" ] && break
+    sleep 0.1
+  done
+}

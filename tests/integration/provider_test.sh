@@ -10,16 +10,9 @@ set -euo pipefail
 DEVID=$(realpath "$1")
 LIB=$(dirname "$(realpath "$0")")/lib.sh
 MODDIR=$(realpath "$2")
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-cd "$T"
 # shellcheck source=lib.sh
 source "$LIB"
+enter_scratch_dir
 PROV=(-provider-path "$MODDIR" -provider devid -provider default)
 export DEVID_PASSPHRASE=provider-test
 
@@ -70,26 +63,14 @@ done
 "$DEVID" se run --image chip.img --socket chip.sock --log chip.log 2>/dev/null &
 PIDS+=($!)
 for _ in $(seq 50); do [ -S chip.sock ] && break; sleep 0.1; done
-start_server() {  # start_server CERT KEY -> sets PORT
-  rm -f server.out
-  (sleep 20 | openssl s_server -accept 0 -cert "$1" -key "$2" -CAfile chain.pem -Verify 1 \
-    -tls1_2 -cipher ECDHE-ECDSA-AES128-GCM-SHA256 -naccept 1 >server.out 2>&1) &
-  PIDS+=($!)
-  PORT=""
-  for _ in $(seq 50); do
-    PORT=$(grep -o 'ACCEPT.*:[0-9]*' server.out 2>/dev/null | grep -o '[0-9]*$' || true)
-    [ -n "$PORT" ] && break
-    sleep 0.1
-  done
-}
 client() {  # client EXTRA... : s_client with the chip key; output in client.out
   local rc=0
   (sleep 1; echo Q) | timeout 20 openssl s_client -connect "127.0.0.1:$PORT" "${PROV[@]}" \
     -propquery '?provider=devid' -key "devid:socket=chip.sock;slot=0" -cert dev0.pem \
-    -CAfile chain.pem -verify_return_error -tls1_2 "$@" >client.out 2>&1 || rc=$?
+    -CAfile chain.pem -verify_return_error -tls1_2 -groups secp256r1 "$@" >client.out 2>&1 || rc=$?
   return $rc
 }
-start_server srv.pem srv.key
+start_tls_server srv.pem srv.key
 : >chip.log
 if client; then pass "s_client completes the mutual-TLS handshake with the chip's key"; else
   fail "s_client completes the mutual-TLS handshake with the chip's key" "$(tail -5 client.out)"; fi
@@ -100,13 +81,17 @@ grep -q 'subject=CN = device-1\|subject=CN = device-0' server.out \
   && pass "s_server reports the chip-held client certificate" || fail "s_server reports the chip-held client certificate" "$(cat server.out)"
 grep -q '^SIGN slot=0 sw=9000' chip.log \
   && pass "the chip signed CertificateVerify (SIGN slot 0)" || fail "the chip signed CertificateVerify (SIGN slot 0)" "$(cat chip.log)"
+grep -q '^GENERATE_KEY_PAIR slot=volatile sw=9000' chip.log \
+  && pass "the ephemeral ECDHE key was made in the chip" || fail "the ephemeral ECDHE key was made in the chip" "$(cat chip.log)"
+grep -q '^ECDH slot=volatile sw=9000' chip.log \
+  && pass "the ECDHE shared secret was computed in the chip" || fail "the ECDHE shared secret was computed in the chip" "$(cat chip.log)"
 grep -q '^VERIFY_SIGNATURE key=supplied sw=9000' chip.log \
   && pass "the chip verified signatures for the client (VERIFY_SIGNATURE)" || fail "the chip verified signatures for the client (VERIFY_SIGNATURE)" "$(cat chip.log)"
 
 # 3. A server whose certificate comes from another CA fails the certificate check.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other.key \
   -subj "/CN=localhost" -days 2 -out other.pem 2>/dev/null
-start_server other.pem other.key
+start_tls_server other.pem other.key
 if client; then fail "a server from another CA is refused" "$(tail -5 client.out)"; else
   grep -q 'certificate verify failed\|self-signed certificate' client.out \
     && pass "a server from another CA is refused (certificate verify failed)" \

@@ -67,6 +67,20 @@ echo tampered >>msg.bin
 err "the chip refuses a signature over other data" 'does not verify' \
   "$DEVID" se verify --image chip.img --pubkey p256.pem --in msg.bin --sig sig0.der
 
+# A CSR signed in the chip: OpenSSL and GnuTLS check its signature against the chip's key.
+ok "CSR for slot 1 (P-384), signed in the chip" "$DEVID" se csr --image chip.img --slot 1 --pin 246810 \
+  --subject "CN=device-0001,O=Acme" --san dns:device-0001.acme.test --out dev.csr
+grep -q 'verify OK' <<<"$(openssl req -in dev.csr -verify -noout 2>&1)" \
+  && pass "openssl req -verify accepts the chip-signed CSR" || fail "openssl req -verify accepts the chip-signed CSR"
+cmp -s <(openssl req -in dev.csr -pubkey -noout) p384.pem \
+  && pass "the CSR carries the chip's P-384 key" || fail "the CSR carries the chip's P-384 key"
+grep -q 'ecdsa-with-SHA384' <<<"$(openssl req -in dev.csr -noout -text)" \
+  && pass "P-384 CSR is signed ecdsa-with-SHA384" || fail "P-384 CSR is signed ecdsa-with-SHA384"
+grep -qi 'verified' <<<"$(certtool --crq-info --infile dev.csr 2>&1)" \
+  && pass "certtool --crq-info verifies the CSR's self-signature" || fail "certtool --crq-info verifies the CSR's self-signature" "$(certtool --crq-info --infile dev.csr 2>&1 | tail -3)"
+err "CSR for an empty slot" 'not found' "$DEVID" se csr --image chip.img --slot 9 --subject CN=x --out x.csr
+[ ! -e x.csr ] && pass "no CSR file for an empty slot" || fail "no CSR file for an empty slot"
+
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out peer.key 2>/dev/null
 openssl pkey -in peer.key -pubout -out peer.pem 2>/dev/null
 ok "ECDH in the chip" "$DEVID" se ecdh --image chip.img --slot 0 --peer peer.pem --out chip.secret

@@ -301,47 +301,6 @@ Bytes SecureElement::Process(ByteView raw) {
   return Process(*command).Encode();
 }
 
-std::string InstructionName(uint8_t ins) {
-  switch (static_cast<Ins>(ins)) {
-    case Ins::kGetInfo:
-      return "GET_INFO";
-    case Ins::kGetRandom:
-      return "GET_RANDOM";
-    case Ins::kGenerateKeyPair:
-      return "GENERATE_KEY_PAIR";
-    case Ins::kReadPublicKey:
-      return "READ_PUBLIC_KEY";
-    case Ins::kSign:
-      return "SIGN";
-    case Ins::kVerifySignature:
-      return "VERIFY_SIGNATURE";
-    case Ins::kEcdh:
-      return "ECDH";
-    case Ins::kCreateFile:
-      return "CREATE_FILE";
-    case Ins::kReadFile:
-      return "READ_FILE";
-    case Ins::kWriteFile:
-      return "WRITE_FILE";
-    case Ins::kListFiles:
-      return "LIST_FILES";
-    case Ins::kSha256:
-      return "SHA256";
-    case Ins::kCounter:
-      return "COUNTER";
-    case Ins::kAuthenticate:
-      return "AUTHENTICATE";
-    case Ins::kSetLifecycle:
-      return "SET_LIFECYCLE";
-    case Ins::kImportKey:
-      return "IMPORT_KEY";
-    case Ins::kAes:
-      return "AES";
-  }
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "INS_%02X", ins);
-  return buf;
-}
 
 int SecureElement::ModelledLatencyMs(Ins ins) {
   switch (ins) {
@@ -360,41 +319,6 @@ int SecureElement::ModelledLatencyMs(Ins ins) {
   }
 }
 
-namespace {
-// What the log says about a command's target: slot, file or counter, never data.
-std::string Target(const ApduCommand& c) {
-  char buf[48];
-  switch (static_cast<Ins>(c.ins)) {
-    case Ins::kGenerateKeyPair:
-    case Ins::kReadPublicKey:
-    case Ins::kSign:
-    case Ins::kEcdh:
-    case Ins::kImportKey:
-    case Ins::kAes:
-      std::snprintf(buf, sizeof buf, " slot=%s",
-                    c.p1 == kVolatileSlot ? "volatile" : std::to_string(c.p1).c_str());
-      return buf;
-    case Ins::kVerifySignature:
-      return c.p1 == 0x01 && c.data.size() >= 2
-                 ? " key=file:" + HexEncode(ByteView(c.data).first(2))
-                 : " key=supplied";
-    case Ins::kCreateFile:
-    case Ins::kReadFile:
-    case Ins::kWriteFile:
-      std::snprintf(buf, sizeof buf, " file=%02X%02X", c.p1, c.p2);
-      return buf;
-    case Ins::kCounter:
-      std::snprintf(buf, sizeof buf, " counter=%d%s", c.p1, c.p2 == 1 ? " increment" : "");
-      return buf;
-    case Ins::kGetRandom:
-      return " le=" + std::to_string(c.le);
-    case Ins::kSetLifecycle:
-      return " target=" + std::to_string(c.p1);
-    default:
-      return "";
-  }
-}
-}  // namespace
 
 ApduResponse SecureElement::Process(const ApduCommand& c) {
   auto start = std::chrono::steady_clock::now();
@@ -407,9 +331,7 @@ ApduResponse SecureElement::Process(const ApduCommand& c) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                   std::chrono::steady_clock::now() - start)
                   .count();
-    char sw[8];
-    std::snprintf(sw, sizeof sw, "%04X", r.sw);
-    log_(InstructionName(c.ins) + Target(c) + " sw=" + sw + " us=" + std::to_string(us));
+    log_(DescribeCommand(c, r.sw, us));
   }
   return r;
 }

@@ -65,7 +65,6 @@ enum class Lifecycle : uint8_t {
   kTerminated = 4
 };
 
-inline constexpr uint8_t kVolatileSlot = 0x80;
 inline constexpr int kPersistentSlots = 16;
 inline constexpr int kCounters = 8;
 inline constexpr int kPinTries = 3;
@@ -192,7 +191,5 @@ class SecureElement {
   bool latency_ = false;
 };
 
-// The command's name as the log writes it ("SIGN"), or "INS_XX".
-std::string InstructionName(uint8_t ins);
 
 }  // namespace devid::se

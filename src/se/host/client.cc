@@ -158,6 +158,32 @@ Result<ChipClient> ChipClient::Open(const std::string& image, const std::string&
   return ChipClient(std::make_unique<InProcessTransport>(std::move(chip)));
 }
 
+Result<ChipClient> ChipClient::OpenLogged(const std::string& image, const std::string& socket,
+                                          const std::function<void(const std::string&)>& log) {
+  if (!socket.empty() && image.empty()) {
+    DEVID_ASSIGN_OR_RETURN(std::unique_ptr<SocketTransport> t, SocketTransport::Connect(socket));
+    return ChipClient(std::make_unique<LoggingTransport>(std::move(t), log));
+  }
+  return Open(image, socket, [&log](SecureElement& chip) { chip.SetCommandLog(log); });
+}
+
+Result<Bytes> LoggingTransport::Transmit(ByteView command) {
+  auto start = std::chrono::steady_clock::now();
+  auto answer = inner_->Transmit(command);
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                std::chrono::steady_clock::now() - start)
+                .count();
+  auto parsed = ApduCommand::Parse(command);
+  if (parsed.ok()) {
+    uint16_t sw = 0;
+    if (answer.ok() && answer->size() >= 2) {
+      sw = static_cast<uint16_t>((*answer)[answer->size() - 2] << 8 | answer->back());
+    }
+    log_(DescribeCommand(*parsed, sw, us));
+  }
+  return answer;
+}
+
 Result<ApduResponse> ChipClient::Exchange(Ins ins, uint8_t p1, uint8_t p2, ByteView data,
                                           std::optional<uint32_t> le) {
   ApduCommand c;

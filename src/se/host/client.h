@@ -49,6 +49,27 @@ class SocketTransport final : public Transport {
   int fd_;
 };
 
+// Files devid's host software reads from a chip (docs/ARCHITECTURE.md, "Chip files").
+// The device's certificate chain, PEM: its own certificate first, then its issuing CA's.
+inline constexpr uint16_t kCertificateChainFile = 0xC001;
+// The issuing CA's public key as VERIFY_SIGNATURE P1=1 takes it: curve byte
+// (0x01 P-256, 0x02 P-384) || uncompressed point.
+inline constexpr uint16_t kCaPublicKeyFile = 0xCA01;
+
+// Writes a command-log line (DescribeCommand) for every exchange through
+// `inner`: the host's record of what a chip did when the chip's own log is
+// out of reach (a `devid se run` daemon).
+class LoggingTransport final : public Transport {
+ public:
+  LoggingTransport(std::unique_ptr<Transport> inner, std::function<void(const std::string&)> log)
+      : inner_(std::move(inner)), log_(std::move(log)) {}
+  Result<Bytes> Transmit(ByteView command) override;
+
+ private:
+  std::unique_ptr<Transport> inner_;
+  std::function<void(const std::string&)> log_;
+};
+
 // Frames on the socket: larger ones are refused by both ends.
 inline constexpr size_t kMaxFrame = 70 * 1024;
 // Clients the daemon serves at once.
@@ -80,6 +101,10 @@ class ChipClient {
   // `configure` sets up an in-process chip (command log, latency model).
   static Result<ChipClient> Open(const std::string& image, const std::string& socket,
                                  const std::function<void(SecureElement&)>& configure = {});
+  // The same, with a command log wherever the chip runs: the chip's own when
+  // in-process, a LoggingTransport's when over a socket.
+  static Result<ChipClient> OpenLogged(const std::string& image, const std::string& socket,
+                                       const std::function<void(const std::string&)>& log);
 
   Result<ChipInfo> GetInfo();
   Result<Bytes> GetRandom(size_t count);

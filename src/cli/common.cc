@@ -1,0 +1,66 @@
+// What the `devid` subcommands share: error reporting and the PIN sources.
+#include <cstdlib>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "core/file.h"
+
+namespace devid::cli {
+
+// Subjects and error messages can carry bytes from CSRs: C0 and C1 control
+// characters are shown as \\xNN, never sent to the terminal.
+std::string Printable(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    auto next = i + 1 < s.size() ? static_cast<unsigned char>(s[i + 1]) : 0;
+    bool c1 = c == 0xC2 && next >= 0x80 && next <= 0x9F;  // U+0080..U+009F in UTF-8
+    if (c < 0x20 || c == 0x7F || c1) {
+      char buf[16];
+      if (c1) {
+        std::snprintf(buf, sizeof buf, "\\x%02X\\x%02X", c, next);
+        ++i;
+      } else {
+        std::snprintf(buf, sizeof buf, "\\x%02X", c);
+      }
+      out += buf;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
+// Runs a command body; an error becomes one line on stderr and exit code 1.
+void Run(GlobalOptions& g, const std::function<Status()>& body) {
+  Status s = body();
+  if (!s.ok()) {
+    std::cerr << "devid: error: " << Printable(s.error().message) << "\n";
+    g.exit_code = 1;
+  }
+}
+
+void AddPinOptions(CLI::App* c, std::string& pin, std::string& pin_file, const std::string& use) {
+  c->add_option("--pin-file", pin_file, "File whose first line is the user PIN, " + use);
+  c->add_option("--pin", pin,
+                "The user PIN on the command line (visible to other local users; prefer "
+                "--pin-file or DEVID_PIN)");
+}
+
+// --pin-file, then --pin, then DEVID_PIN; none: no PIN.
+Result<std::optional<SecretString>> ResolvePin(const std::string& pin,
+                                               const std::string& pin_file) {
+  if (!pin.empty() && !pin_file.empty()) {
+    return MakeError(ErrorCode::kInvalidInput, "--pin and --pin-file exclude each other");
+  }
+  if (!pin_file.empty()) {
+    DEVID_ASSIGN_OR_RETURN(SecretString read, ReadSecretLine(pin_file, "PIN"));
+    return std::optional<SecretString>(std::move(read));
+  }
+  if (!pin.empty()) return std::optional<SecretString>(SecretString(pin));
+  const char* env = std::getenv("DEVID_PIN");
+  if (env != nullptr && *env != '\0') return std::optional<SecretString>(SecretString(env));
+  return std::optional<SecretString>();
+}
+
+}  // namespace devid::cli

@@ -1,0 +1,182 @@
+#include "crypto/tls.h"
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <optional>
+
+#include "crypto/error.h"
+#include "crypto/internal/encoding.h"
+
+namespace devid::crypto {
+
+namespace {
+
+// The client key by URI: a file, or `devid:…` when the devid provider is loaded.
+Result<UniquePtr<EVP_PKEY>> LoadKey(const TlsClientOptions& o) {
+  UniquePtr<OSSL_STORE_CTX> store(OSSL_STORE_open_ex(o.key_uri.c_str(), o.context,
+                                                     o.properties.c_str(), nullptr, nullptr,
+                                                     nullptr, nullptr, nullptr));
+  if (!store) return OpenSslError("opening the client key " + o.key_uri, ErrorCode::kInvalidInput);
+  while (OSSL_STORE_eof(store.get()) == 0) {
+    UniquePtr<OSSL_STORE_INFO> info(OSSL_STORE_load(store.get()));
+    if (info && OSSL_STORE_INFO_get_type(info.get()) == OSSL_STORE_INFO_PKEY) {
+      return UniquePtr<EVP_PKEY>(OSSL_STORE_INFO_get1_PKEY(info.get()));
+    }
+    if (!info && OSSL_STORE_error(store.get()) != 0) break;
+  }
+  return OpenSslError("no private key at " + o.key_uri, ErrorCode::kInvalidInput);
+}
+
+// A TCP connection with send/receive timeouts (connect honours the send one).
+Result<int> Connect(const std::string& host, uint16_t port, std::chrono::milliseconds timeout) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  std::string service = std::to_string(port);
+  if (int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0) {
+    return MakeError(ErrorCode::kIo, "cannot resolve " + host + ": " + ::gai_strerror(rc));
+  }
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+  std::string last = "no address";
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      ::freeaddrinfo(found);
+      return fd;
+    }
+    last = std::strerror(errno);
+    ::close(fd);
+  }
+  ::freeaddrinfo(found);
+  return MakeError(ErrorCode::kIo,
+                   "cannot connect to " + host + ":" + std::to_string(port) + ": " + last);
+}
+
+std::string NameText(const X509_NAME* name) {
+  auto text = internal::EncodePem("name", [&](BIO* bio) {
+    return X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0 ? 1 : 0;
+  });
+  return text.ok() ? *text : "?";
+}
+
+// Installs the client certificate chain and key on `ssl`.
+Status UseChain(SSL* ssl, const std::vector<Certificate>& chain, EVP_PKEY* key) {
+  if (chain.empty()) return MakeError(ErrorCode::kInvalidInput, "no client certificate");
+  if (SSL_use_certificate(ssl, chain.front().get()) != 1) {
+    return OpenSslError("using the client certificate", ErrorCode::kInvalidInput);
+  }
+  for (size_t i = 1; i < chain.size(); ++i) {
+    if (SSL_add1_chain_cert(ssl, chain[i].get()) != 1)
+      return OpenSslError("adding the client's CA certificate");
+  }
+  if (SSL_use_PrivateKey(ssl, key) != 1) {
+    return OpenSslError("the client key does not match the client certificate",
+                        ErrorCode::kInvalidInput);
+  }
+  return {};
+}
+
+struct ChainCallback {
+  const TlsClientOptions* options;
+  EVP_PKEY* key;
+  std::optional<Error> failure;
+};
+
+}  // namespace
+
+Result<UniquePtr<OSSL_LIB_CTX>> NewLibraryContext() {
+  UniquePtr<OSSL_LIB_CTX> ctx(OSSL_LIB_CTX_new());
+  if (!ctx) return OpenSslError("creating a library context");
+  return ctx;
+}
+
+Result<TlsSessionInfo> TlsHandshake(const TlsClientOptions& o, const std::string& host,
+                                    uint16_t port) {
+  if (o.chain.empty() && !o.chain_source) {
+    return MakeError(ErrorCode::kInvalidInput, "no client certificate");
+  }
+  const char* props = o.properties.empty() ? nullptr : o.properties.c_str();
+  UniquePtr<SSL_CTX> ctx(SSL_CTX_new_ex(o.context, props, TLS_client_method()));
+  if (!ctx) return OpenSslError("creating the TLS context");
+  int version = o.version == TlsVersion::kTls13 ? TLS1_3_VERSION : TLS1_2_VERSION;
+  if (SSL_CTX_set_min_proto_version(ctx.get(), version) != 1 ||
+      SSL_CTX_set_max_proto_version(ctx.get(), version) != 1 ||
+      (o.version == TlsVersion::kTls12 &&
+       SSL_CTX_set_cipher_list(ctx.get(), o.tls12_ciphers.c_str()) != 1) ||
+      // The chip's curves: the ephemeral key can then be made in it.
+      SSL_CTX_set1_groups_list(ctx.get(), "secp256r1:secp384r1") != 1) {
+    return OpenSslError("configuring the TLS context", ErrorCode::kInvalidInput);
+  }
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<EVP_PKEY> key, LoadKey(o));
+  X509_STORE* trust = SSL_CTX_get_cert_store(ctx.get());
+  for (const Certificate& c : o.trust) {
+    if (X509_STORE_add_cert(trust, c.get()) != 1) return OpenSslError("adding a trust anchor");
+  }
+  X509_STORE_set_flags(trust, X509_V_FLAG_PARTIAL_CHAIN);
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+
+  UniquePtr<SSL> ssl(SSL_new(ctx.get()));
+  if (!ssl) return OpenSslError("creating the TLS connection");
+  if (!o.server_name.empty()) {
+    if (SSL_set1_host(ssl.get(), o.server_name.c_str()) != 1 ||
+        SSL_set_tlsext_host_name(ssl.get(), o.server_name.c_str()) != 1) {
+      return OpenSslError("setting the server name");
+    }
+  }
+  DEVID_ASSIGN_OR_RETURN(int fd, Connect(host, port, o.timeout));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  if (SSL_set_fd(ssl.get(), fd) != 1) return OpenSslError("attaching the socket");
+  ChainCallback callback{&o, key.get(), std::nullopt};
+  if (o.chain_source) {
+    // libssl calls this when the server's CertificateRequest is answered.
+    SSL_set_cert_cb(
+        ssl.get(),
+        [](SSL* s, void* arg) -> int {
+          auto* cb = static_cast<ChainCallback*>(arg);
+          auto chain = cb->options->chain_source();
+          Status used = chain.ok() ? UseChain(s, *chain, cb->key) : Status(chain.error());
+          if (!used.ok()) cb->failure = used.error();
+          return used.ok() ? 1 : 0;
+        },
+        &callback);
+  } else {
+    DEVID_TRY(UseChain(ssl.get(), o.chain, key.get()));
+  }
+  if (o.on_handshake_start) o.on_handshake_start();
+  if (SSL_connect(ssl.get()) != 1) {
+    if (callback.failure) {
+      ClearOpenSslErrors();
+      return *callback.failure;
+    }
+    long verdict = SSL_get_verify_result(ssl.get());
+    if (verdict != X509_V_OK) {
+      ClearOpenSslErrors();
+      return MakeError(ErrorCode::kVerification,
+                       std::string("the server certificate is not trusted: ") +
+                           X509_verify_cert_error_string(verdict));
+    }
+    return OpenSslError("TLS handshake with " + host + ":" + std::to_string(port), ErrorCode::kIo);
+  }
+  TlsSessionInfo info;
+  info.version = SSL_get_version(ssl.get());
+  info.cipher = SSL_get_cipher_name(ssl.get());
+  const char* group = SSL_group_to_name(ssl.get(), SSL_get_negotiated_group(ssl.get()));
+  info.group = group != nullptr ? group : "";
+  if (X509* peer = SSL_get0_peer_certificate(ssl.get())) {
+    info.peer_subject = NameText(X509_get_subject_name(peer));
+  }
+  SSL_shutdown(ssl.get());  // close_notify; the server's answer is not awaited
+  return info;
+}
+
+}  // namespace devid::crypto

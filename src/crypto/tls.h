@@ -1,0 +1,57 @@
+// A TLS client for one mutual-TLS handshake (devid agent tls-probe; later the
+// agent's MQTT and HTTPS sessions). The client key is loaded by URI through
+// OSSL_STORE in the caller's library context, so a chip key served by the
+// devid provider does the client's signatures (seed fig. 3).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+#include "crypto/certificate.h"
+#include "crypto/handles.h"
+
+namespace devid::crypto {
+
+enum class TlsVersion { kTls12, kTls13 };
+
+struct TlsClientOptions {
+  OSSL_LIB_CTX* context = nullptr;  // null: OpenSSL's default context
+  std::string properties;           // property query, e.g. "?provider=devid"
+  std::string key_uri;              // OSSL_STORE URI of the client's private key
+  std::vector<Certificate> chain;   // the client certificate first, then its CAs
+  // Instead of `chain`: called when the server asks for the client
+  // certificate, so that it is read at that point of the handshake.
+  std::function<Result<std::vector<Certificate>>()> chain_source;
+  // Called once everything is set up, right before the first handshake
+  // message is sent (callers that log what a chip does mark the start).
+  std::function<void()> on_handshake_start;
+  // Trust anchors for the server's chain. They need not be self-signed: a
+  // device trusts its issuing CA (partial chain).
+  std::vector<Certificate> trust;
+  std::string server_name;  // SNI and the name the server certificate must carry
+  TlsVersion version = TlsVersion::kTls12;
+  std::string tls12_ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256";
+  std::chrono::milliseconds timeout{10000};
+};
+
+struct TlsSessionInfo {
+  std::string version;       // "TLSv1.2"
+  std::string cipher;        // "ECDHE-ECDSA-AES128-GCM-SHA256"
+  std::string group;         // the key-exchange group, e.g. "secp256r1"
+  std::string peer_subject;  // the server certificate's subject (RFC 2253)
+};
+
+// A fresh library context (for providers loaded into it alone).
+Result<UniquePtr<OSSL_LIB_CTX>> NewLibraryContext();
+
+// Connects to host:port over TCP, completes one handshake, closes cleanly.
+// A server certificate that does not chain to `trust` fails with
+// kVerification and says why.
+Result<TlsSessionInfo> TlsHandshake(const TlsClientOptions& options, const std::string& host,
+                                    uint16_t port);
+
+}  // namespace devid::crypto

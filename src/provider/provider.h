@@ -1,0 +1,55 @@
+// The devid OpenSSL provider as a library: programs of this project (the
+// agent) load it into their own library context as a built-in, and share
+// their chip connection with it so that one connection (and one command log)
+// serves both. Other programs load libdevid-provider.so instead.
+#pragma once
+
+#include <openssl/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "core/bytes.h"
+#include "core/result.h"
+#include "se/host/client.h"
+
+namespace devid::provider {
+
+// One chip as the provider reaches it: one connection (or one in-process
+// chip) shared by every key on it; commands go through it one at a time.
+struct SharedChip {
+  explicit SharedChip(se::ChipClient c) : client(std::move(c)) {}
+  std::mutex mu;
+  se::ChipClient client;
+  // Bumped by every volatile key generation: a volatile key object whose
+  // generation is older no longer has its private key in the chip.
+  uint64_t volatile_generation = 0;
+  // The issuing CA's public key (curve byte || point) from the chip's CA key
+  // file, read when the chip is first used: a signature check with this key
+  // runs against the file (VERIFY_SIGNATURE P1=1, seed fig. 3 step 4).
+  std::optional<Bytes> ca_key;
+};
+
+// Reads the CA key file into chip.ca_key. No such file: no CA key, and no
+// error; any other failure (a tampered chip, a PIN-protected file) is one.
+Status ReadCaKey(SharedChip& chip);
+
+// Makes `chip` the connection the provider uses in this process for the chip
+// named `locator` ("image=PATH" or "socket=PATH"), and the chip for
+// ephemeral keys and random bytes unless DEVID_PROVIDER_CHIP names another.
+// A null chip removes the entry.
+void ShareChip(const std::string& locator, std::shared_ptr<SharedChip> chip);
+
+struct LoadOptions {
+  // The context's random generator becomes the chip (GET_RANDOM): the TLS
+  // client random among others (seed fig. 3 step 1).
+  bool chip_random = false;
+};
+// Adds the provider to `ctx` as the built-in "devid" and loads it together
+// with OpenSSL's default provider. Call before anything else uses `ctx`.
+Status LoadInto(OSSL_LIB_CTX* ctx, const LoadOptions& options);
+
+}  // namespace devid::provider
