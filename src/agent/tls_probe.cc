@@ -71,7 +71,9 @@ Result<TlsProbeResult> RunTlsProbe(const TlsProbeOptions& o) {
   } unshare{locator};
 
   DEVID_ASSIGN_OR_RETURN(crypto::UniquePtr<OSSL_LIB_CTX> ctx, crypto::NewLibraryContext());
-  DEVID_TRY(provider::LoadInto(ctx.get(), provider::LoadOptions{.chip_random = true}));
+  // Declared after the context: the providers are unloaded before it is freed.
+  DEVID_ASSIGN_OR_RETURN(auto providers,
+                         provider::LoadInto(ctx.get(), provider::LoadOptions{.chip_random = true}));
 
   crypto::TlsClientOptions tls;
   tls.context = ctx.get();

@@ -92,6 +92,24 @@ Result<std::string> Certificate::ToPem() const {
                              [&](BIO* bio) { return PEM_write_bio_X509(bio, x509_.get()); });
 }
 
+Result<Bytes> Certificate::SubjectDer() const {
+  return internal::EncodeDer("certificate subject", [&](unsigned char** p) {
+    return i2d_X509_NAME(X509_get_subject_name(x509_.get()), p);
+  });
+}
+
+Result<Bytes> Certificate::IssuerDer() const {
+  return internal::EncodeDer("certificate issuer", [&](unsigned char** p) {
+    return i2d_X509_NAME(X509_get_issuer_name(x509_.get()), p);
+  });
+}
+
+Result<Bytes> Certificate::SerialDer() const {
+  return internal::EncodeDer("certificate serial", [&](unsigned char** p) {
+    return i2d_ASN1_INTEGER(X509_get0_serialNumber(x509_.get()), p);
+  });
+}
+
 std::string Certificate::SerialHex() const {
   const ASN1_INTEGER* serial = X509_get0_serialNumber(x509_.get());
   return HexEncode(

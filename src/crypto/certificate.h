@@ -32,6 +32,11 @@ class Certificate {
   Result<std::string> ToPem() const;
 
   std::string SerialHex() const;  // upper-case, no leading zero bytes
+  // DER encodings of the subject and issuer Name and the serial INTEGER, as
+  // PKCS#11 certificate objects carry them (CKA_SUBJECT, CKA_ISSUER, CKA_SERIAL_NUMBER).
+  Result<Bytes> SubjectDer() const;
+  Result<Bytes> IssuerDer() const;
+  Result<Bytes> SerialDer() const;
   Result<DistinguishedName> subject() const;
   Result<DistinguishedName> issuer() const;
   int64_t not_before() const;

@@ -5,6 +5,7 @@
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/ocsp.h>
@@ -65,6 +66,7 @@ DEVID_MAKE_DELETER(CRL_DIST_POINTS, CRL_DIST_POINTS_free)
 DEVID_MAKE_DELETER(DIST_POINT, DIST_POINT_free)
 DEVID_MAKE_DELETER(DIST_POINT_NAME, DIST_POINT_NAME_free)
 DEVID_MAKE_DELETER(ACCESS_DESCRIPTION, ACCESS_DESCRIPTION_free)
+DEVID_MAKE_DELETER(ECDSA_SIG, ECDSA_SIG_free)
 DEVID_MAKE_DELETER(EVP_CIPHER_CTX, EVP_CIPHER_CTX_free)
 DEVID_MAKE_DELETER(EVP_KDF, EVP_KDF_free)
 DEVID_MAKE_DELETER(EVP_KDF_CTX, EVP_KDF_CTX_free)

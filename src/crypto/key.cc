@@ -281,6 +281,41 @@ Result<Bytes> SignDigest(const PrivateKey& key, ByteView digest) {
   return sig;
 }
 
+Result<Bytes> EcdsaDerToRaw(ByteView der, size_t coordinate) {
+  const unsigned char* p = der.data();
+  UniquePtr<ECDSA_SIG> sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der.size())));
+  if (!sig || p != der.data() + der.size()) {
+    ClearOpenSslErrors();
+    return MakeError(ErrorCode::kInvalidInput, "not a DER ECDSA signature");
+  }
+  Bytes raw(2 * coordinate);
+  if (BN_bn2binpad(ECDSA_SIG_get0_r(sig.get()), raw.data(), static_cast<int>(coordinate)) < 0 ||
+      BN_bn2binpad(ECDSA_SIG_get0_s(sig.get()), raw.data() + coordinate,
+                   static_cast<int>(coordinate)) < 0) {
+    ClearOpenSslErrors();
+    return MakeError(ErrorCode::kInvalidInput,
+                     "the ECDSA signature is longer than the curve's order");
+  }
+  return raw;
+}
+
+Result<Bytes> EcdsaRawToDer(ByteView raw) {
+  if (raw.empty() || raw.size() % 2 != 0 || raw.size() > 132) {
+    return MakeError(ErrorCode::kInvalidInput, "a raw ECDSA signature is r || s of equal length");
+  }
+  size_t half = raw.size() / 2;
+  UniquePtr<ECDSA_SIG> sig(ECDSA_SIG_new());
+  UniquePtr<BIGNUM> r(BN_bin2bn(raw.data(), static_cast<int>(half), nullptr));
+  UniquePtr<BIGNUM> s(BN_bin2bn(raw.data() + half, static_cast<int>(half), nullptr));
+  if (!sig || !r || !s || ECDSA_SIG_set0(sig.get(), r.get(), s.get()) != 1) {
+    return OpenSslError("building an ECDSA signature");
+  }
+  r.release();  // owned by sig now
+  s.release();
+  return internal::EncodeDer("ECDSA signature",
+                             [&](unsigned char** out) { return i2d_ECDSA_SIG(sig.get(), out); });
+}
+
 Status VerifyDigest(const EVP_PKEY* key, ByteView digest, ByteView der_signature) {
   UniquePtr<EVP_PKEY_CTX> ctx(
       EVP_PKEY_CTX_new_from_pkey(nullptr, const_cast<EVP_PKEY*>(key), nullptr));

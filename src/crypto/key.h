@@ -87,6 +87,10 @@ Result<PublicKey> EcPublicKeyFromPoint(KeyType curve, ByteView point,
 
 // ECDSA over a digest the caller computed (the chip's SIGN): DER signature.
 Result<Bytes> SignDigest(const PrivateKey& key, ByteView digest);
+// ECDSA signatures as PKCS#11 and JOSE carry them (r || s, each `coordinate`
+// bytes) and as X.509 and the chip do (DER SEQUENCE of two INTEGERs).
+Result<Bytes> EcdsaDerToRaw(ByteView der, size_t coordinate);
+Result<Bytes> EcdsaRawToDer(ByteView raw);
 // kVerification when the signature does not match the digest.
 Status VerifyDigest(const EVP_PKEY* key, ByteView digest, ByteView der_signature);
 // ECDH (SP 800-56A): the shared secret, the x coordinate of the shared point.

@@ -284,17 +284,26 @@ int Init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DIS
   return 1;
 }
 
-Status LoadInto(OSSL_LIB_CTX* ctx, const LoadOptions& options) {
-  if (OSSL_PROVIDER_add_builtin(ctx, "devid", Init) != 1 ||
-      OSSL_PROVIDER_load(ctx, "devid") == nullptr ||
-      OSSL_PROVIDER_load(ctx, "default") == nullptr) {
+LoadedProviders::~LoadedProviders() {
+  if (default_ != nullptr) OSSL_PROVIDER_unload(default_);
+  if (devid_ != nullptr) OSSL_PROVIDER_unload(devid_);
+}
+
+Result<std::unique_ptr<LoadedProviders>> LoadInto(OSSL_LIB_CTX* ctx, const LoadOptions& options) {
+  if (OSSL_PROVIDER_add_builtin(ctx, "devid", Init) != 1) {
+    return MakeError(ErrorCode::kCrypto, "cannot register the devid provider");
+  }
+  OSSL_PROVIDER* devid = OSSL_PROVIDER_load(ctx, "devid");
+  OSSL_PROVIDER* fallback = OSSL_PROVIDER_load(ctx, "default");
+  auto loaded = std::make_unique<LoadedProviders>(devid, fallback);  // unloads what did load
+  if (devid == nullptr || fallback == nullptr) {
     return MakeError(ErrorCode::kCrypto, "cannot load the devid provider into a library context");
   }
   if (options.chip_random &&
       RAND_set_DRBG_type(ctx, "DEVID-CHIP-RAND", "provider=devid", nullptr, nullptr) != 1) {
     return MakeError(ErrorCode::kCrypto, "cannot make the chip the context's random generator");
   }
-  return {};
+  return loaded;
 }
 
 }  // namespace devid::provider

@@ -48,8 +48,23 @@ struct LoadOptions {
   // client random among others (seed fig. 3 step 1).
   bool chip_random = false;
 };
+// The providers loaded into a context. Destroying it unloads them (the
+// provider's teardown runs); that must happen before the context is freed.
+class LoadedProviders {
+ public:
+  LoadedProviders(OSSL_PROVIDER* devid, OSSL_PROVIDER* fallback)
+      : devid_(devid), default_(fallback) {}
+  ~LoadedProviders();
+  LoadedProviders(const LoadedProviders&) = delete;
+  LoadedProviders& operator=(const LoadedProviders&) = delete;
+
+ private:
+  OSSL_PROVIDER* devid_;
+  OSSL_PROVIDER* default_;
+};
+
 // Adds the provider to `ctx` as the built-in "devid" and loads it together
 // with OpenSSL's default provider. Call before anything else uses `ctx`.
-Status LoadInto(OSSL_LIB_CTX* ctx, const LoadOptions& options);
+Result<std::unique_ptr<LoadedProviders>> LoadInto(OSSL_LIB_CTX* ctx, const LoadOptions& options);
 
 }  // namespace devid::provider

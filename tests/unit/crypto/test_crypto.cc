@@ -392,3 +392,26 @@ TEST(Aead, SealOpenAndTamper) {
 
 }  // namespace
 }  // namespace devid::crypto
+
+namespace devid::crypto {
+namespace {
+
+TEST(ChipPrimitives, EcdsaSignatureFormsRoundTrip) {
+  for (KeyType type : {KeyType::kEcP256, KeyType::kEcP384}) {
+    auto key = PrivateKey::Generate(type).value();
+    size_t n = type == KeyType::kEcP384 ? 48 : 32;
+    Bytes digest(n, 0x5C);
+    Bytes der = SignDigest(key, digest).value();
+    auto raw = EcdsaDerToRaw(der, n);
+    ASSERT_TRUE(raw.ok()) << raw.error().message;
+    EXPECT_EQ(raw->size(), 2 * n);
+    auto back = EcdsaRawToDer(*raw);
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(*back, der);  // DER is canonical: the same bytes again
+  }
+  EXPECT_FALSE(EcdsaDerToRaw(Bytes{0x30, 0x00, 0x01}, 32).ok());  // trailing byte
+  EXPECT_FALSE(EcdsaRawToDer(Bytes(63, 1)).ok());                 // odd length
+}
+
+}  // namespace
+}  // namespace devid::crypto

@@ -1,0 +1,177 @@
+// The PKCS#11 module driven in-process through its function list: the error
+// returns applications rely on.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include "crypto/key.h"
+#include "pkcs11/module.h"
+#include "se/device/secure_element.h"
+#include "se/host/client.h"
+
+namespace devid::pkcs11 {
+namespace {
+
+class Pkcs11Test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("devid-p11-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    std::string image = (dir_ / "chip.img").string();
+    {
+      auto chip = se::SecureElement::Create(image, "SN-UNIT", SecretString("123456"));
+      ASSERT_TRUE(chip.ok()) << chip.error().message;
+      se::ChipClient client(std::make_unique<se::InProcessTransport>(std::move(chip).value()));
+      auto point = client.GenerateKeyPair(0, crypto::KeyType::kEcP256, true);
+      ASSERT_TRUE(point.ok());
+      point_ = *point;
+    }
+    ::setenv("DEVID_PKCS11_CHIPS", ("image=" + image).c_str(), 1);
+    f_ = FunctionList();
+  }
+  void TearDown() override {
+    f_->C_Finalize(nullptr);
+    ::unsetenv("DEVID_PKCS11_CHIPS");
+    std::filesystem::remove_all(dir_);
+  }
+  CK_SESSION_HANDLE Open(CK_FLAGS flags = CKF_SERIAL_SESSION) {
+    CK_SESSION_HANDLE h = 0;
+    EXPECT_EQ(f_->C_OpenSession(0, flags, nullptr, nullptr, &h), CKR_OK);
+    return h;
+  }
+  CK_OBJECT_HANDLE FindPrivateKey(CK_SESSION_HANDLE h) {
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE templ[] = {{CKA_CLASS, &cls, sizeof cls}};
+    EXPECT_EQ(f_->C_FindObjectsInit(h, templ, 1), CKR_OK);
+    CK_OBJECT_HANDLE key = 0;
+    CK_ULONG n = 0;
+    EXPECT_EQ(f_->C_FindObjects(h, &key, 1, &n), CKR_OK);
+    EXPECT_EQ(f_->C_FindObjectsFinal(h), CKR_OK);
+    return n == 1 ? key : 0;
+  }
+  CK_RV Login(CK_SESSION_HANDLE h, const char* pin) {
+    return f_->C_Login(h, CKU_USER, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(pin)),
+                       std::strlen(pin));
+  }
+
+  std::filesystem::path dir_;
+  Bytes point_;
+  CK_FUNCTION_LIST* f_ = nullptr;
+};
+
+TEST_F(Pkcs11Test, CallsBeforeInitializeAndTwiceInitialize) {
+  CK_INFO info;
+  EXPECT_EQ(f_->C_GetInfo(&info), CKR_CRYPTOKI_NOT_INITIALIZED);
+  ASSERT_EQ(f_->C_Initialize(nullptr), CKR_OK);
+  EXPECT_EQ(f_->C_Initialize(nullptr), CKR_CRYPTOKI_ALREADY_INITIALIZED);
+  EXPECT_EQ(f_->C_GetInfo(&info), CKR_OK);
+  EXPECT_EQ(info.cryptokiVersion.major, 2);
+  EXPECT_EQ(info.cryptokiVersion.minor, 40);
+}
+
+TEST_F(Pkcs11Test, BadSlotsAndSessions) {
+  ASSERT_EQ(f_->C_Initialize(nullptr), CKR_OK);
+  CK_SESSION_HANDLE h = 0;
+  EXPECT_EQ(f_->C_OpenSession(9, CKF_SERIAL_SESSION, nullptr, nullptr, &h), CKR_SLOT_ID_INVALID);
+  EXPECT_EQ(f_->C_OpenSession(0, 0, nullptr, nullptr, &h), CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+  CK_MECHANISM ecdsa = {CKM_ECDSA, nullptr, 0};
+  EXPECT_EQ(f_->C_SignInit(12345, &ecdsa, 1), CKR_SESSION_HANDLE_INVALID);
+  EXPECT_EQ(f_->C_CloseSession(12345), CKR_SESSION_HANDLE_INVALID);
+}
+
+TEST_F(Pkcs11Test, PrivateKeysNeedLoginAndTheRightPin) {
+  ASSERT_EQ(f_->C_Initialize(nullptr), CKR_OK);
+  CK_SESSION_HANDLE h = Open();
+  EXPECT_EQ(FindPrivateKey(h), 0u);  // hidden before login
+  EXPECT_EQ(Login(h, "000000"), CKR_PIN_INCORRECT);
+  EXPECT_EQ(Login(h, "12"), CKR_PIN_LEN_RANGE);
+  ASSERT_EQ(Login(h, "123456"), CKR_OK);
+  EXPECT_EQ(Login(h, "123456"), CKR_USER_ALREADY_LOGGED_IN);
+  EXPECT_NE(FindPrivateKey(h), 0u);
+  ASSERT_EQ(f_->C_Logout(h), CKR_OK);
+  EXPECT_EQ(f_->C_Logout(h), CKR_USER_NOT_LOGGED_IN);
+}
+
+TEST_F(Pkcs11Test, SignErrorsAndBufferTooSmall) {
+  ASSERT_EQ(f_->C_Initialize(nullptr), CKR_OK);
+  CK_SESSION_HANDLE h = Open();
+  ASSERT_EQ(Login(h, "123456"), CKR_OK);
+  CK_OBJECT_HANDLE key = FindPrivateKey(h);
+  ASSERT_NE(key, 0u);
+  CK_BYTE digest[32] = {1, 2, 3};
+  CK_BYTE sig[64];
+  CK_ULONG len = sizeof sig;
+  EXPECT_EQ(f_->C_Sign(h, digest, sizeof digest, sig, &len), CKR_OPERATION_NOT_INITIALIZED);
+  CK_MECHANISM rsa = {CKM_RSA_PKCS, nullptr, 0};
+  EXPECT_EQ(f_->C_SignInit(h, &rsa, key), CKR_MECHANISM_INVALID);
+  CK_MECHANISM ecdsa = {CKM_ECDSA, nullptr, 0};
+  EXPECT_EQ(f_->C_SignInit(h, &ecdsa, 0xDEAD), CKR_KEY_HANDLE_INVALID);
+  ASSERT_EQ(f_->C_SignInit(h, &ecdsa, key), CKR_OK);
+  EXPECT_EQ(f_->C_SignInit(h, &ecdsa, key), CKR_OPERATION_ACTIVE);
+  len = 10;
+  EXPECT_EQ(f_->C_Sign(h, digest, sizeof digest, sig, &len), CKR_BUFFER_TOO_SMALL);
+  EXPECT_EQ(len, 64u);
+  ASSERT_EQ(f_->C_Sign(h, digest, sizeof digest, sig, &len), CKR_OK);  // still active
+  auto der = crypto::EcdsaRawToDer(ByteView(sig, len));
+  ASSERT_TRUE(der.ok());
+  auto pub = crypto::EcPublicKeyFromPoint(crypto::KeyType::kEcP256, point_);
+  EXPECT_TRUE(crypto::VerifyDigest(pub->get(), ByteView(digest, 32), *der).ok());
+}
+
+TEST_F(Pkcs11Test, SensitiveAttributesAndReadOnlySessions) {
+  ASSERT_EQ(f_->C_Initialize(nullptr), CKR_OK);
+  CK_SESSION_HANDLE h = Open();
+  ASSERT_EQ(Login(h, "123456"), CKR_OK);
+  CK_OBJECT_HANDLE key = FindPrivateKey(h);
+  CK_BYTE value[64];
+  CK_BBOOL sensitive = CK_FALSE, extractable = CK_TRUE;
+  CK_ATTRIBUTE attrs[] = {{CKA_SENSITIVE, &sensitive, sizeof sensitive},
+                          {CKA_EXTRACTABLE, &extractable, sizeof extractable}};
+  ASSERT_EQ(f_->C_GetAttributeValue(h, key, attrs, 2), CKR_OK);
+  EXPECT_EQ(sensitive, CK_TRUE);
+  EXPECT_EQ(extractable, CK_FALSE);
+  CK_ATTRIBUTE secret = {CKA_VALUE, value, sizeof value};
+  EXPECT_EQ(f_->C_GetAttributeValue(h, key, &secret, 1), CKR_ATTRIBUTE_SENSITIVE);
+  EXPECT_EQ(secret.ulValueLen, CK_UNAVAILABLE_INFORMATION);
+  CK_BYTE label[2];
+  CK_ATTRIBUTE small = {CKA_LABEL, label, sizeof label};
+  EXPECT_EQ(f_->C_GetAttributeValue(h, key, &small, 1), CKR_BUFFER_TOO_SMALL);
+  CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+  CK_BYTE p256[] = {0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07};
+  CK_ATTRIBUTE pub_templ[] = {{CKA_EC_PARAMS, p256, sizeof p256}};
+  CK_OBJECT_HANDLE pub = 0, priv = 0;
+  EXPECT_EQ(f_->C_GenerateKeyPair(h, &gen, pub_templ, 1, nullptr, 0, &pub, &priv),
+            CKR_SESSION_READ_ONLY);
+  CK_SESSION_HANDLE rw = Open(CKF_SERIAL_SESSION | CKF_RW_SESSION);
+  CK_BYTE p521[] = {0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x23};
+  CK_ATTRIBUTE bad_curve[] = {{CKA_EC_PARAMS, p521, sizeof p521}};
+  EXPECT_EQ(f_->C_GenerateKeyPair(rw, &gen, bad_curve, 1, nullptr, 0, &pub, &priv),
+            CKR_CURVE_NOT_SUPPORTED);
+  EXPECT_EQ(f_->C_GenerateKeyPair(rw, &gen, pub_templ, 1, nullptr, 0, &pub, &priv), CKR_OK);
+}
+
+TEST_F(Pkcs11Test, DigestAndRandomComeFromTheChip) {
+  ASSERT_EQ(f_->C_Initialize(nullptr), CKR_OK);
+  CK_SESSION_HANDLE h = Open();
+  CK_MECHANISM sha = {CKM_SHA256, nullptr, 0};
+  CK_MECHANISM md5 = {CKM_MD5, nullptr, 0};
+  EXPECT_EQ(f_->C_DigestInit(h, &md5), CKR_MECHANISM_INVALID);
+  ASSERT_EQ(f_->C_DigestInit(h, &sha), CKR_OK);
+  CK_BYTE abc[] = {'a', 'b', 'c'};
+  CK_BYTE out[32];
+  CK_ULONG len = 31;
+  EXPECT_EQ(f_->C_Digest(h, abc, 3, out, &len), CKR_BUFFER_TOO_SMALL);
+  len = sizeof out;
+  ASSERT_EQ(f_->C_Digest(h, abc, 3, out, &len), CKR_OK);
+  EXPECT_EQ(Bytes(out, out + 32), crypto::Sha256(AsBytes("abc")));
+  CK_BYTE a[32] = {}, b[32] = {};
+  ASSERT_EQ(f_->C_GenerateRandom(h, a, sizeof a), CKR_OK);
+  ASSERT_EQ(f_->C_GenerateRandom(h, b, sizeof b), CKR_OK);
+  EXPECT_NE(Bytes(a, a + 32), Bytes(b, b + 32));
+}
+
+}  // namespace
+}  // namespace devid::pkcs11
