@@ -1,6 +1,7 @@
 // `devid se …`: the software secure element from the command line. Every chip
 // subcommand takes --image FILE (the chip in-process) or --socket PATH (a
 // `devid se run` daemon); a PIN (--pin-file, DEVID_PIN or --pin) authenticates first.
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -9,6 +10,7 @@
 #include "crypto/certificate.h"
 #include "crypto/csr.h"
 #include "crypto/key.h"
+#include "provider/provider.h"
 #include "se/host/client.h"
 
 namespace devid::cli {
@@ -249,6 +251,39 @@ void AddSeCommands(CLI::App& app, GlobalOptions& g) {
         DEVID_ASSIGN_OR_RETURN(crypto::PublicKey pub,
                                crypto::EcPublicKeyFromPoint(key.first, key.second));
         DEVID_ASSIGN_OR_RETURN(std::string pem, pub.ToPem());
+        return WriteFileAtomic(o->out, AsBytes(pem));
+      });
+    });
+  }
+  {
+    struct Opts : ChipOptions {
+      int slot = 0;
+      std::string out;
+    };
+    auto o = std::make_shared<Opts>();
+    CLI::App* c = se->add_subcommand(
+        "keyref",
+        "Write a key reference file (PEM) that OpenSSL with the devid provider loads as the "
+        "chip key, for programs that only take key files");
+    AddChipOptions(c, *o);
+    c->add_option("--slot", o->slot, "Key slot")->required()->check(CLI::Range(0, 15));
+    c->add_option("--out", o->out, "PEM file")->required();
+    c->callback([o, &g] {
+      Run(g, [&]() -> Status {
+        DEVID_TRY(CheckOutputPath(o->out));
+        {
+          // The slot must hold a key now; the reference is checked again when used.
+          DEVID_ASSIGN_OR_RETURN(se::ChipClient chip, Connect(*o));
+          auto key = chip.ReadPublicKey(static_cast<uint8_t>(o->slot));
+          if (!key.ok()) return key.error();
+        }
+        std::string where = o->image.empty()
+                                ? "socket=" + std::filesystem::absolute(o->socket).string()
+                                : "image=" + std::filesystem::absolute(o->image).string();
+        std::string uri = "devid:" + where + ";slot=" + std::to_string(o->slot);
+        if (!o->pin_file.empty())
+          uri += ";pin-file=" + std::filesystem::absolute(o->pin_file).string();
+        DEVID_ASSIGN_OR_RETURN(std::string pem, provider::KeyReferencePem(uri));
         return WriteFileAtomic(o->out, AsBytes(pem));
       });
     });

@@ -30,6 +30,8 @@ struct ProviderContext {
   // the caller's context may prefer this very provider ("?provider=devid"),
   // and a check routed back here would never end.
   crypto::UniquePtr<OSSL_LIB_CTX> own;
+  // A context that knows the core's BIO upcalls (decoders read OSSL_CORE_BIO).
+  crypto::UniquePtr<OSSL_LIB_CTX> core;
 
   std::mutex mu;
   std::map<std::string, std::shared_ptr<SharedChip>> chips;
@@ -58,11 +60,22 @@ struct Key {
   uint64_t generation = 0;  // volatile keys: SharedChip::volatile_generation when made
   bool has_curve = false;
   crypto::KeyType curve = crypto::KeyType::kEcP256;
-  Bytes point;  // uncompressed 04 || X || Y; empty before import/generation
+  Bytes point;      // uncompressed 04 || X || Y; empty before import/generation
+  std::string uri;  // the `devid:` URI a chip key was loaded by (empty for others)
 
   bool has_private() const { return chip != nullptr; }
   size_t coordinate_size() const { return curve == crypto::KeyType::kEcP384 ? 48 : 32; }
 };
+
+// A chip key named by a `devid:` URI (its public key read from the chip).
+Result<Key> LoadChipKey(ProviderContext* prov, std::string_view uri);
+// Hands `key` to libcrypto as a key reference (store loader, decoder); the
+// key management's load copies it during the call.
+int PassKeyReference(Key& key, OSSL_CALLBACK* cb, void* cbarg);
+
+// The key parameter that carries a chip key's URI from the key reference
+// decoder to the key management (the file store's export/import route).
+inline constexpr char kUriParam[] = "devid-key-uri";
 
 // OpenSSL's names for the two curves.
 const char* GroupName(crypto::KeyType curve);
@@ -83,6 +96,8 @@ int Init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DIS
          void** provctx);
 
 extern const OSSL_DISPATCH kRandFunctions[];
+extern const OSSL_DISPATCH kDecoderFunctions[];
+extern const OSSL_DISPATCH kPemDecoderFunctions[];
 extern const OSSL_DISPATCH kKeymgmtFunctions[];
 extern const OSSL_DISPATCH kSignatureFunctions[];
 extern const OSSL_DISPATCH kKeyexchFunctions[];

@@ -55,4 +55,54 @@ Result<KeyUri> ParseKeyUri(std::string_view uri) {
   return out;
 }
 
+namespace {
+Status ValidKeyUri(std::string_view uri) {
+  auto parsed = ParseKeyUri(uri);
+  if (!parsed.ok()) return parsed.error();
+  return {};
+}
+}  // namespace
+
+Result<Bytes> EncodeKeyReferenceDer(std::string_view uri) {
+  DEVID_TRY(ValidKeyUri(uri));
+  if (uri.size() > kMaxKeyUri)
+    return MakeError(ErrorCode::kInvalidInput, "the key URI is too long");
+  Bytes der = {0x0C};
+  if (uri.size() < 0x80) {
+    der.push_back(static_cast<uint8_t>(uri.size()));
+  } else if (uri.size() < 0x100) {
+    der.insert(der.end(), {0x81, static_cast<uint8_t>(uri.size())});
+  } else {
+    der.insert(der.end(),
+               {0x82, static_cast<uint8_t>(uri.size() >> 8), static_cast<uint8_t>(uri.size())});
+  }
+  der.insert(der.end(), uri.begin(), uri.end());
+  return der;
+}
+
+Result<std::string> ParseKeyReferenceDer(ByteView der) {
+  if (der.size() < 2 || der[0] != 0x0C) {
+    return MakeError(ErrorCode::kInvalidInput, "a key reference holds a UTF8String");
+  }
+  size_t length = der[1];
+  size_t header = 2;
+  if (length == 0x81 && der.size() >= 3) {
+    length = der[2];
+    header = 3;
+    if (length < 0x80) return MakeError(ErrorCode::kInvalidInput, "non-minimal DER length");
+  } else if (length == 0x82 && der.size() >= 4) {
+    length = static_cast<size_t>(der[2]) << 8 | der[3];
+    header = 4;
+    if (length < 0x100) return MakeError(ErrorCode::kInvalidInput, "non-minimal DER length");
+  } else if (length >= 0x80) {
+    return MakeError(ErrorCode::kInvalidInput, "bad DER length in a key reference");
+  }
+  if (der.size() != header + length || length > kMaxKeyUri) {
+    return MakeError(ErrorCode::kInvalidInput, "the key reference's length does not match");
+  }
+  std::string uri(AsString(der.subspan(header)));
+  DEVID_TRY(ValidKeyUri(uri));
+  return uri;
+}
+
 }  // namespace devid::provider

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/bytes.h"
 #include "core/result.h"
 
 namespace devid::provider {
@@ -23,5 +24,11 @@ struct KeyUri {
 };
 
 Result<KeyUri> ParseKeyUri(std::string_view uri);
+
+// The body of a key reference file ("DEVID KEY REFERENCE" PEM): the URI as a
+// DER UTF8String. Parsing checks the DER strictly and the URI's form.
+inline constexpr size_t kMaxKeyUri = 1024;
+Result<Bytes> EncodeKeyReferenceDer(std::string_view uri);
+Result<std::string> ParseKeyReferenceDer(ByteView der);
 
 }  // namespace devid::provider

@@ -72,6 +72,19 @@ Status SetPoint(Key* key, ByteView point) {
 int Import(void* keydata, int selection, const OSSL_PARAM params[]) {
   auto* key = static_cast<Key*>(keydata);
   if (key == nullptr) return 0;
+  // A chip key passed on by URI (a key reference file read by another
+  // provider's file store): loaded from the chip again, nothing else taken.
+  if (const OSSL_PARAM* u = OSSL_PARAM_locate_const(params, kUriParam); u != nullptr) {
+    const char* uri = nullptr;
+    if (OSSL_PARAM_get_utf8_string_ptr(u, &uri) != 1) return 0;
+    auto loaded = LoadChipKey(key->prov, uri);
+    if (!loaded.ok()) {
+      RaiseError(key->prov, loaded.error());
+      return 0;
+    }
+    *key = std::move(loaded).value();
+    return 1;
+  }
   const OSSL_PARAM* priv = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PRIV_KEY);
   if ((selection & kSelectPrivate) != 0 && priv != nullptr) {
     // Software private keys belong to the default provider; chip keys come
@@ -98,7 +111,8 @@ int Import(void* keydata, int selection, const OSSL_PARAM params[]) {
 const OSSL_PARAM* ImportTypes(int) {
   static const OSSL_PARAM kTypes[] = {
       OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, nullptr, 0),
-      OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, nullptr, 0), OSSL_PARAM_END};
+      OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, nullptr, 0),
+      OSSL_PARAM_utf8_string(kUriParam, nullptr, 0), OSSL_PARAM_END};
   return kTypes;
 }
 

@@ -163,6 +163,12 @@ const OSSL_ALGORITHM kRand[] = {
     {"DEVID-CHIP-RAND", "provider=devid", kRandFunctions,
      "random bytes from a devid secure element's TRNG (GET_RANDOM)"},
     {nullptr, nullptr, nullptr, nullptr}};
+const OSSL_ALGORITHM kDecoder[] = {
+    {"DER", "provider=devid,input=pem", kPemDecoderFunctions,
+     "PEM key reference files naming a key in a devid chip"},
+    {"EC", "provider=devid,input=der,structure=devid-key-reference", kDecoderFunctions,
+     "key references to chip keys"},
+    {nullptr, nullptr, nullptr, nullptr}};
 const OSSL_ALGORITHM kStore[] = {
     {"devid", "provider=devid", kStoreFunctions, "devid: chip key URIs"},
     {nullptr, nullptr, nullptr, nullptr}};
@@ -181,6 +187,8 @@ const OSSL_ALGORITHM* QueryOperation(void*, int operation_id, int* no_cache) {
       return kStore;
     case OSSL_OP_RAND:
       return kRand;
+    case OSSL_OP_DECODER:
+      return kDecoder;
     default:
       return nullptr;
   }
@@ -260,7 +268,8 @@ int Init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DIS
   auto* ctx = new ProviderContext;
   ctx->handle = handle;
   ctx->own.reset(OSSL_LIB_CTX_new());
-  if (!ctx->own) {
+  ctx->core.reset(OSSL_LIB_CTX_new_from_dispatch(handle, in));
+  if (!ctx->own || !ctx->core) {
     delete ctx;
     return 0;
   }

@@ -43,6 +43,11 @@ Status ReadCaKey(SharedChip& chip);
 // A null chip removes the entry.
 void ShareChip(const std::string& locator, std::shared_ptr<SharedChip> chip);
 
+// The key reference file for a chip key: a PEM block "DEVID KEY REFERENCE"
+// holding the `devid:` URI (a DER UTF8String). Programs that only take key
+// files load it through the provider's decoder like a key.
+Result<std::string> KeyReferencePem(const std::string& uri);
+
 struct LoadOptions {
   // The context's random generator becomes the chip (GET_RANDOM): the TLS
   // client random among others (seed fig. 3 step 1).

@@ -10,6 +10,48 @@
 #include "provider/key_uri.h"
 
 namespace devid::provider {
+
+Result<Key> LoadChipKey(ProviderContext* prov, std::string_view uri) {
+  DEVID_ASSIGN_OR_RETURN(KeyUri parsed, ParseKeyUri(uri));
+  DEVID_ASSIGN_OR_RETURN(std::shared_ptr<SharedChip> chip,
+                         prov->Chip(parsed.chip(), parsed.pin_file));
+  Result<std::pair<crypto::KeyType, Bytes>> pub = MakeError(ErrorCode::kInternal, "");
+  {
+    std::lock_guard<std::mutex> lock(chip->mu);
+    pub = chip->client.ReadPublicKey(static_cast<uint8_t>(parsed.slot));
+  }
+  if (!pub.ok()) {
+    return pub.error().Context("slot " + std::to_string(parsed.slot) + " of the chip " +
+                               parsed.chip());
+  }
+  Key key;
+  key.prov = prov;
+  key.chip = chip;
+  key.slot = static_cast<uint8_t>(parsed.slot);
+  key.curve = pub->first;
+  key.has_curve = true;
+  key.point = std::move(pub->second);
+  key.uri = std::string(uri);
+  {
+    // Ephemeral keys go to the chip whose key was loaded last.
+    std::lock_guard<std::mutex> lock(prov->mu);
+    prov->default_chip = parsed.chip();
+  }
+  return key;
+}
+
+int PassKeyReference(Key& key, OSSL_CALLBACK* cb, void* cbarg) {
+  int type = OSSL_OBJECT_PKEY;
+  char data_type[] = "EC";
+  Key* reference = &key;
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type),
+      OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, data_type, 0),
+      OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &reference, sizeof reference),
+      OSSL_PARAM_construct_end()};
+  return cb(params, cbarg);
+}
+
 namespace {
 
 struct StoreContext {
@@ -20,54 +62,21 @@ struct StoreContext {
 
 void* Open(void* provctx, const char* uri) {
   auto* prov = static_cast<ProviderContext*>(provctx);
-  auto parsed = ParseKeyUri(uri);
-  if (!parsed.ok()) {
-    RaiseError(prov, parsed.error());
-    return nullptr;
-  }
-  auto chip = prov->Chip(parsed->chip(), parsed->pin_file);
-  if (!chip.ok()) {
-    RaiseError(prov, chip.error());
-    return nullptr;
-  }
-  Result<std::pair<crypto::KeyType, Bytes>> pub = MakeError(ErrorCode::kInternal, "");
-  {
-    std::lock_guard<std::mutex> lock((*chip)->mu);
-    pub = (*chip)->client.ReadPublicKey(static_cast<uint8_t>(parsed->slot));
-  }
-  if (!pub.ok()) {
-    RaiseError(prov, "slot %d of the chip %s: %s", parsed->slot, parsed->chip().c_str(),
-               pub.error().message.c_str());
+  auto key = LoadChipKey(prov, uri);
+  if (!key.ok()) {
+    RaiseError(prov, key.error());
     return nullptr;
   }
   auto* ctx = new StoreContext;
   ctx->prov = prov;
-  ctx->key.prov = prov;
-  ctx->key.chip = *chip;
-  ctx->key.slot = static_cast<uint8_t>(parsed->slot);
-  ctx->key.curve = pub->first;
-  ctx->key.has_curve = true;
-  ctx->key.point = std::move(pub->second);
-  {
-    // Ephemeral keys go to the chip whose key was loaded last.
-    std::lock_guard<std::mutex> lock(prov->mu);
-    prov->default_chip = parsed->chip();
-  }
+  ctx->key = std::move(key).value();
   return ctx;
 }
 
 int Load(void* c, OSSL_CALLBACK* object_cb, void* object_cbarg, OSSL_PASSPHRASE_CALLBACK*, void*) {
   auto* ctx = static_cast<StoreContext*>(c);
   ctx->done = true;
-  int type = OSSL_OBJECT_PKEY;
-  char data_type[] = "EC";
-  Key* reference = &ctx->key;
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type),
-      OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, data_type, 0),
-      OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &reference, sizeof reference),
-      OSSL_PARAM_construct_end()};
-  return object_cb(params, object_cbarg);
+  return PassKeyReference(ctx->key, object_cb, object_cbarg);
 }
 
 int Eof(void* c) { return static_cast<StoreContext*>(c)->done ? 1 : 0; }

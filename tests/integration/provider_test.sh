@@ -46,6 +46,20 @@ done
 ok "issue the device certificate from the chip's CSR" "$DEVID" --home home ca issue --org acme \
   --ca devices --template device --csr dev0.csr --out dev0.pem
 
+# A key reference file: programs that only take key files use the chip key.
+ok "devid se keyref" "$DEVID" se keyref --image chip.img --slot 0 --out ref.pem
+grep -q 'BEGIN DEVID KEY REFERENCE' ref.pem && ! grep -q 'PRIVATE' ref.pem \
+  && pass "the key reference file names the key, holds no key" || fail "the key reference file names the key, holds no key" "$(cat ref.pem)"
+ok "openssl req -key ref.pem" openssl req -new "${PROV[@]}" -propquery '?provider=devid' -key ref.pem \
+  -subj "/CN=device-ref/O=Acme" -out ref.csr
+grep -q 'verify OK' <<<"$(openssl req -verify -in ref.csr -noout 2>&1)" \
+  && pass "the CSR made through the key reference verifies" || fail "the CSR made through the key reference verifies"
+cmp -s <(openssl req -in ref.csr -pubkey -noout) chip0.pub \
+  && pass "the key reference loads the chip's key" || fail "the key reference loads the chip's key"
+err_ref=$("$DEVID" se keyref --image chip.img --slot 9 --out ref9.pem 2>&1 || true)
+grep -q 'devid: error: .*not found' <<<"$err_ref" && [ ! -e ref9.pem ] \
+  && pass "no key reference for an empty slot" || fail "no key reference for an empty slot" "$err_ref"
+
 # Bad key URIs and empty slots: a clear error, no crash.
 for uri in "devid:image=chip.img" "devid:image=chip.img;slot=99" "devid:slot=0" \
   "devid:image=chip.img;slot=0;colour=red" "devid:image=chip.img;slot=7"; do

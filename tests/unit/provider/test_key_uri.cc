@@ -44,3 +44,27 @@ TEST(KeyUri, MalformedUrisAreRefusedWithTheReason) {
 
 }  // namespace
 }  // namespace devid::provider
+
+namespace devid::provider {
+namespace {
+
+TEST(KeyReference, DerBodyRoundTripsAndRefusesOthers) {
+  for (std::string uri : {std::string("devid:image=chip.img;slot=0"),
+                          "devid:socket=/" + std::string(200, 'a') + ";slot=3",
+                          "devid:socket=/" + std::string(600, 'b') + ";slot=15"}) {
+    auto der = EncodeKeyReferenceDer(uri);
+    ASSERT_TRUE(der.ok()) << der.error().message;
+    auto back = ParseKeyReferenceDer(*der);
+    ASSERT_TRUE(back.ok()) << back.error().message;
+    EXPECT_EQ(*back, uri);
+  }
+  EXPECT_FALSE(EncodeKeyReferenceDer("file:chip.img").ok());
+  EXPECT_FALSE(ParseKeyReferenceDer(Bytes{0x04, 0x01, 'x'}).ok());       // not a UTF8String
+  EXPECT_FALSE(ParseKeyReferenceDer(Bytes{0x0C, 0x81, 0x05}).ok());      // non-minimal length
+  EXPECT_FALSE(ParseKeyReferenceDer(Bytes{0x0C, 0x05, 'd', 'e'}).ok());  // truncated
+  Bytes not_devid = {0x0C, 0x03, 'a', 'b', 'c'};
+  EXPECT_FALSE(ParseKeyReferenceDer(not_devid).ok());
+}
+
+}  // namespace
+}  // namespace devid::provider
