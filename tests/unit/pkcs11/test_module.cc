@@ -2,9 +2,12 @@
 // returns applications rely on.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <thread>
+#include <vector>
 
 #include "crypto/key.h"
 #include "pkcs11/module.h"
@@ -171,6 +174,49 @@ TEST_F(Pkcs11Test, DigestAndRandomComeFromTheChip) {
   ASSERT_EQ(f_->C_GenerateRandom(h, a, sizeof a), CKR_OK);
   ASSERT_EQ(f_->C_GenerateRandom(h, b, sizeof b), CKR_OK);
   EXPECT_NE(Bytes(a, a + 32), Bytes(b, b + 32));
+}
+
+}  // namespace
+}  // namespace devid::pkcs11
+
+namespace devid::pkcs11 {
+namespace {
+
+// Thread-safe (PKCS#11 §6.7.5 with CKF_OS_LOCKING_OK): threads each with a
+// session sign at once; every signature verifies.
+TEST_F(Pkcs11Test, ConcurrentSessionsSignSafely) {
+  CK_C_INITIALIZE_ARGS args{};
+  args.flags = CKF_OS_LOCKING_OK;
+  ASSERT_EQ(f_->C_Initialize(&args), CKR_OK);
+  CK_SESSION_HANDLE first = Open();
+  ASSERT_EQ(Login(first, "123456"), CKR_OK);  // login is per token: every session is logged in
+  CK_OBJECT_HANDLE key = FindPrivateKey(first);
+  ASSERT_NE(key, 0u);
+  auto pub = crypto::EcPublicKeyFromPoint(crypto::KeyType::kEcP256, point_).value();
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      CK_SESSION_HANDLE h = 0;
+      if (f_->C_OpenSession(0, CKF_SERIAL_SESSION, nullptr, nullptr, &h) != CKR_OK) return;
+      for (int i = 0; i < 10; ++i) {
+        CK_BYTE digest[32];
+        std::memset(digest, t * 16 + i, sizeof digest);
+        CK_MECHANISM ecdsa = {CKM_ECDSA, nullptr, 0};
+        CK_BYTE sig[64];
+        CK_ULONG len = sizeof sig;
+        if (f_->C_SignInit(h, &ecdsa, key) != CKR_OK ||
+            f_->C_Sign(h, digest, sizeof digest, sig, &len) != CKR_OK) {
+          continue;
+        }
+        auto der = crypto::EcdsaRawToDer(ByteView(sig, len));
+        if (der.ok() && crypto::VerifyDigest(pub.get(), ByteView(digest, 32), *der).ok()) ++good;
+      }
+      f_->C_CloseSession(h);
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(good.load(), 40);
 }
 
 }  // namespace
