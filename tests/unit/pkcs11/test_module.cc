@@ -221,3 +221,66 @@ TEST_F(Pkcs11Test, ConcurrentSessionsSignSafely) {
 
 }  // namespace
 }  // namespace devid::pkcs11
+
+namespace devid::pkcs11 {
+namespace {
+
+// Each function's argument and state errors, one table (PKCS#11 v2.40 §5).
+TEST_F(Pkcs11Test, EveryFunctionReportsItsErrors) {
+  ASSERT_EQ(f_->C_Initialize(nullptr), CKR_OK);
+  CK_SESSION_HANDLE h = Open();
+  CK_SESSION_HANDLE bad = 999;
+  CK_SLOT_INFO slot_info;
+  CK_TOKEN_INFO token_info;
+  CK_MECHANISM_INFO mech_info;
+  CK_SESSION_INFO session_info;
+  CK_ULONG count = 0;
+  CK_OBJECT_HANDLE objects[4];
+  CK_BYTE buf[64];
+  CK_ULONG len = sizeof buf;
+  CK_MECHANISM ecdsa = {CKM_ECDSA, nullptr, 0};
+  CK_MECHANISM sha = {CKM_SHA256, nullptr, 0};
+  CK_MECHANISM derive_no_params = {CKM_ECDH1_DERIVE, nullptr, 0};
+  CK_ATTRIBUTE label = {CKA_LABEL, buf, sizeof buf};
+  CK_OBJECT_HANDLE out = 0;
+
+  EXPECT_EQ(f_->C_GetSlotList(CK_FALSE, nullptr, nullptr), CKR_ARGUMENTS_BAD);
+  EXPECT_EQ(f_->C_GetSlotInfo(7, &slot_info), CKR_SLOT_ID_INVALID);
+  EXPECT_EQ(f_->C_GetTokenInfo(7, &token_info), CKR_SLOT_ID_INVALID);
+  EXPECT_EQ(f_->C_GetMechanismList(7, nullptr, &count), CKR_SLOT_ID_INVALID);
+  EXPECT_EQ(f_->C_GetMechanismInfo(0, CKM_RSA_PKCS, &mech_info), CKR_MECHANISM_INVALID);
+  EXPECT_EQ(f_->C_GetSessionInfo(bad, &session_info), CKR_SESSION_HANDLE_INVALID);
+  EXPECT_EQ(f_->C_CloseAllSessions(7), CKR_SLOT_ID_INVALID);
+  EXPECT_EQ(f_->C_Login(bad, CKU_USER, nullptr, 0), CKR_SESSION_HANDLE_INVALID);
+  EXPECT_EQ(f_->C_Login(h, CKU_SO, nullptr, 0), CKR_USER_TYPE_INVALID);
+  EXPECT_EQ(f_->C_Logout(h), CKR_USER_NOT_LOGGED_IN);
+  EXPECT_EQ(f_->C_FindObjects(h, objects, 4, &count), CKR_OPERATION_NOT_INITIALIZED);
+  EXPECT_EQ(f_->C_FindObjectsFinal(h), CKR_OPERATION_NOT_INITIALIZED);
+  ASSERT_EQ(f_->C_FindObjectsInit(h, nullptr, 0), CKR_OK);
+  EXPECT_EQ(f_->C_FindObjectsInit(h, nullptr, 0), CKR_OPERATION_ACTIVE);
+  ASSERT_EQ(f_->C_FindObjectsFinal(h), CKR_OK);
+  EXPECT_EQ(f_->C_GetAttributeValue(h, 0xBAD, &label, 1), CKR_OBJECT_HANDLE_INVALID);
+  EXPECT_EQ(f_->C_SignInit(h, &ecdsa, 0xBAD), CKR_USER_NOT_LOGGED_IN);
+  EXPECT_EQ(f_->C_SignUpdate(h, buf, 1), CKR_OPERATION_NOT_INITIALIZED);
+  EXPECT_EQ(f_->C_SignFinal(h, buf, &len), CKR_OPERATION_NOT_INITIALIZED);
+  EXPECT_EQ(f_->C_VerifyInit(h, &ecdsa, 0xBAD), CKR_KEY_HANDLE_INVALID);
+  EXPECT_EQ(f_->C_Verify(h, buf, 32, buf, 64), CKR_OPERATION_NOT_INITIALIZED);
+  EXPECT_EQ(f_->C_VerifyFinal(h, buf, 64), CKR_OPERATION_NOT_INITIALIZED);
+  EXPECT_EQ(f_->C_DigestUpdate(h, buf, 1), CKR_OPERATION_NOT_INITIALIZED);
+  EXPECT_EQ(f_->C_DigestFinal(h, buf, &len), CKR_OPERATION_NOT_INITIALIZED);
+  ASSERT_EQ(f_->C_DigestInit(h, &sha), CKR_OK);
+  EXPECT_EQ(f_->C_DigestInit(h, &sha), CKR_OPERATION_ACTIVE);
+  EXPECT_EQ(f_->C_DeriveKey(h, &derive_no_params, 0xBAD, nullptr, 0, &out),
+            CKR_MECHANISM_PARAM_INVALID);
+  EXPECT_EQ(f_->C_GenerateRandom(bad, buf, 8), CKR_SESSION_HANDLE_INVALID);
+  EXPECT_EQ(f_->C_SeedRandom(h, buf, 8), CKR_RANDOM_SEED_NOT_SUPPORTED);
+  EXPECT_EQ(f_->C_DestroyObject(h, 0xBAD), CKR_OBJECT_HANDLE_INVALID);
+  EXPECT_EQ(f_->C_EncryptInit(h, &ecdsa, 0), CKR_FUNCTION_NOT_SUPPORTED);
+  EXPECT_EQ(f_->C_Finalize(reinterpret_cast<void*>(1)), CKR_ARGUMENTS_BAD);
+  ASSERT_EQ(f_->C_Finalize(nullptr), CKR_OK);
+  EXPECT_EQ(f_->C_OpenSession(0, CKF_SERIAL_SESSION, nullptr, nullptr, &h),
+            CKR_CRYPTOKI_NOT_INITIALIZED);
+}
+
+}  // namespace
+}  // namespace devid::pkcs11
