@@ -33,5 +33,7 @@ void AddCaCommands(CLI::App& app, GlobalOptions& global);
 void AddSeCommands(CLI::App& app, GlobalOptions& global);
 // `devid agent …`
 void AddAgentCommands(CLI::App& app, GlobalOptions& global);
+// `devid serve`
+void AddServeCommands(CLI::App& app, GlobalOptions& global);
 
 }  // namespace devid::cli

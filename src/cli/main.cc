@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   devid::cli::AddCaCommands(app, global);
   devid::cli::AddSeCommands(app, global);
   devid::cli::AddAgentCommands(app, global);
+  devid::cli::AddServeCommands(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

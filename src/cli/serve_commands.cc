@@ -1,0 +1,86 @@
+// `devid serve`: the CMS over HTTPS. This first part serves /healthz and
+// /metrics on its own TLS identity; the API (issue 5) is added on this server.
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cms/server_tls.h"
+#include "http/server.h"
+
+namespace devid::cli {
+
+namespace {
+
+Result<std::pair<std::string, uint16_t>> ParseListen(const std::string& text) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return MakeError(ErrorCode::kInvalidInput, "--listen takes ADDRESS:PORT");
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  int port = -1;
+  try {
+    size_t used = 0;
+    port = std::stoi(text.substr(colon + 1), &used);
+    if (used != text.size() - colon - 1) port = -1;
+  } catch (const std::exception&) {
+    port = -1;
+  }
+  if (port < 0 || port > 65535) return MakeError(ErrorCode::kInvalidInput, "--listen: bad port");
+  return std::make_pair(host, static_cast<uint16_t>(port));
+}
+
+}  // namespace
+
+void AddServeCommands(CLI::App& app, GlobalOptions& g) {
+  struct Opts {
+    std::string listen = "127.0.0.1:8443";
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* serve = app.add_subcommand(
+      "serve", "The certificate management service over HTTPS (health and metrics for now)");
+  serve->add_option("--listen", o->listen, "ADDRESS:PORT to listen on (port 0: any free one)")
+      ->capture_default_str();
+  serve->callback([o, &g] {
+    Run(g, [&]() -> Status {
+      DEVID_ASSIGN_OR_RETURN(auto listen, ParseListen(o->listen));
+      std::string home = g.home.empty() ? "devid-home" : g.home;
+      std::vector<crypto::GeneralName> names;
+      for (const std::string& n :
+           {std::string("dns:localhost"), std::string("ip:127.0.0.1"), std::string("ip:::1")}) {
+        DEVID_ASSIGN_OR_RETURN(crypto::GeneralName name, crypto::GeneralName::Parse(n));
+        names.push_back(std::move(name));
+      }
+      if (listen.first != "127.0.0.1" && listen.first != "::1" && listen.first != "0.0.0.0" &&
+          listen.first != "::") {
+        auto extra = crypto::GeneralName::Parse(
+            (listen.first.find_first_not_of("0123456789.:") == std::string::npos ? "ip:" : "dns:") +
+            listen.first);
+        if (extra.ok()) names.push_back(std::move(extra).value());
+      }
+      DEVID_ASSIGN_OR_RETURN(cms::ServerTls tls, cms::LoadOrCreateServerTls(home, names));
+      http::Metrics metrics;
+      http::Router router;
+      router.Add("GET", "/healthz", [](const http::Request&) {
+        return http::Response{200, "application/json", R"({"status":"ok"})", {}};
+      });
+      router.Add("GET", "/metrics", [&metrics](const http::Request&) {
+        return http::Response{200, "text/plain; version=0.0.4", metrics.Render(), {}};
+      });
+      http::ServerOptions options;
+      options.address = listen.first;
+      options.port = listen.second;
+      options.certificate_pem = tls.chain_pem;
+      options.key_pem = tls.key_pem;
+      options.access_log = [](const std::string& line) { std::cerr << line << std::endl; };
+      DEVID_ASSIGN_OR_RETURN(auto server, http::Server::Start(options, router, &metrics));
+      std::cout << "devid serve: listening on https://" << listen.first << ":" << server->port()
+                << " (clients trust " << tls.ca_path << ")" << std::endl;
+      server->Run(true);
+      std::cout << "devid serve: stopped" << std::endl;
+      return {};
+    });
+  });
+}
+
+}  // namespace devid::cli
