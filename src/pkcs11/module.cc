@@ -55,6 +55,7 @@ struct Token {
 // One object's attributes, encoded as PKCS#11 hands them out.
 struct Object {
   Kind kind = kPublicKey;
+  CK_SESSION_HANDLE owner = 0;  // session objects (ECDH secrets): the session that made it
   std::map<CK_ATTRIBUTE_TYPE, Bytes> attributes;
   // Keys: where the private key is.
   uint8_t key_slot = 0;
@@ -65,7 +66,9 @@ struct Object {
   void Set(CK_ATTRIBUTE_TYPE type, ByteView value) {
     attributes[type].assign(value.begin(), value.end());
   }
-  void SetBool(CK_ATTRIBUTE_TYPE type, bool value) { Set(type, Bytes{static_cast<uint8_t>(value ? CK_TRUE : CK_FALSE)}); }
+  void SetBool(CK_ATTRIBUTE_TYPE type, bool value) {
+    Set(type, Bytes{static_cast<uint8_t>(value ? CK_TRUE : CK_FALSE)});
+  }
   void SetUlong(CK_ATTRIBUTE_TYPE type, CK_ULONG value) {
     Set(type, ByteView(reinterpret_cast<const uint8_t*>(&value), sizeof value));
   }
@@ -235,14 +238,35 @@ Result<std::map<CK_OBJECT_HANDLE, Object>> TokenObjects(CK_SLOT_ID slot) {
 }
 
 Result<Object> FindObject(CK_SLOT_ID slot, CK_OBJECT_HANDLE handle) {
-  auto secret = g_module->secrets.find(handle);
-  if (secret != g_module->secrets.end()) return secret->second;
   if ((handle >> 24) != slot + 1) return MakeError(ErrorCode::kNotFound, "no such object");
+  auto secret = g_module->secrets.find(handle);
+  if (secret != g_module->secrets.end()) {
+    // Private session objects exist for the logged-in user only.
+    if (!g_module->tokens[slot].logged_in) return MakeError(ErrorCode::kNotFound, "no such object");
+    return secret->second;
+  }
   DEVID_ASSIGN_OR_RETURN(auto objects, TokenObjects(slot));
   auto it = objects.find(handle);
   if (it == objects.end()) return MakeError(ErrorCode::kNotFound, "no such object");
   return it->second;
 }
+
+// Wipes and forgets the session objects `which` selects.
+template <typename Which>
+void DropSecrets(Which which) {
+  for (auto it = g_module->secrets.begin(); it != g_module->secrets.end();) {
+    if (which(it->first, it->second)) {
+      Bytes& v = it->second.attributes[CKA_VALUE];
+      SecureZero(v.data(), v.size());
+      it = g_module->secrets.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+// The token's chip connection, reopened if a logout closed it.
+CK_RV EnsureOpen(Token& token) { return token.Open().ok() ? CKR_OK : CKR_DEVICE_REMOVED; }
 
 CK_RV ErrorToRv(const Error& e) {
   switch (e.code) {
@@ -326,6 +350,7 @@ CK_RV CK_SPEC Finalize(void* reserved) {
   if (reserved != nullptr) return CKR_ARGUMENTS_BAD;
   std::lock_guard<std::mutex> lock(g_mu);
   if (!g_module) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  DropSecrets([](CK_OBJECT_HANDLE, const Object&) { return true; });
   g_module.reset();
   return CKR_OK;
 }
@@ -490,6 +515,7 @@ void LogoutIfIdle(CK_SLOT_ID slot) {
   if (token.logged_in) {
     token.logged_in = false;
     token.chip.reset();  // a new connection: the chip forgets the PIN
+    DropSecrets([slot](CK_OBJECT_HANDLE h, const Object&) { return (h >> 24) == slot + 1; });
   }
 }
 
@@ -497,6 +523,7 @@ CK_RV CK_SPEC CloseSession(CK_SESSION_HANDLE h) {
   DEVID_SESSION(session, h);
   CK_SLOT_ID slot = session->slot;
   g_module->sessions.erase(h);
+  DropSecrets([h](CK_OBJECT_HANDLE, const Object& o) { return o.owner == h; });
   LogoutIfIdle(slot);
   return CKR_OK;
 }
@@ -506,6 +533,7 @@ CK_RV CK_SPEC CloseAllSessions(CK_SLOT_ID slot) {
   if (!g_module) return CKR_CRYPTOKI_NOT_INITIALIZED;
   if (slot >= g_module->tokens.size()) return CKR_SLOT_ID_INVALID;
   std::erase_if(g_module->sessions, [slot](const auto& e) { return e.second.slot == slot; });
+  DropSecrets([slot](CK_OBJECT_HANDLE h, const Object&) { return (h >> 24) == slot + 1; });
   LogoutIfIdle(slot);
   return CKR_OK;
 }
@@ -526,7 +554,8 @@ CK_RV CK_SPEC Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin,
   DEVID_SESSION(session, h);
   if (user != CKU_USER) return CKR_USER_TYPE_INVALID;  // the chip has one PIN, the user's
   if (token.logged_in) return CKR_USER_ALREADY_LOGGED_IN;
-  if (pin == nullptr || pin_len < 4 || pin_len > 16) return CKR_PIN_LEN_RANGE;
+  // A PIN the chip could never accept is wrong without costing a try.
+  if (pin == nullptr || pin_len < 4 || pin_len > 16) return CKR_PIN_INCORRECT;
   SecretString secret(std::string_view(reinterpret_cast<const char*>(pin), pin_len));
   if (!token.Open().ok()) return CKR_DEVICE_REMOVED;
   Status s = token.chip->Authenticate(secret.reveal());
@@ -544,6 +573,9 @@ CK_RV CK_SPEC Logout(CK_SESSION_HANDLE h) {
   if (!token.logged_in) return CKR_USER_NOT_LOGGED_IN;
   token.logged_in = false;
   token.chip.reset();  // a new connection: the chip forgets the PIN
+  // PKCS#11 §5.6: private session objects go with the login.
+  CK_SLOT_ID slot = session->slot;
+  DropSecrets([slot](CK_OBJECT_HANDLE h, const Object&) { return (h >> 24) == slot + 1; });
   return CKR_OK;
 }
 
@@ -568,7 +600,9 @@ CK_RV CK_SPEC FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR templ, CK_UL
     if (Matches(o, templ, count)) found.push_back(handle);
   }
   for (const auto& [handle, o] : g_module->secrets) {
-    if ((handle >> 24) == session->slot + 1 && Matches(o, templ, count)) found.push_back(handle);
+    if ((handle >> 24) == session->slot + 1 && token.logged_in && Matches(o, templ, count)) {
+      found.push_back(handle);
+    }
   }
   session->found = std::move(found);
   session->found_next = 0;
@@ -767,6 +801,7 @@ CK_RV FinishDigest(Session* session, Token& token, CK_BYTE_PTR out, CK_ULONG_PTR
   Bytes data = std::move(session->digest->data);
   session->digest.reset();
   if (data.size() > kMaxDigestInput) return CKR_DATA_LEN_RANGE;
+  if (CK_RV rv = EnsureOpen(token); rv != CKR_OK) return rv;
   auto digest = token.chip->Sha256(data);  // in the chip
   if (!digest.ok()) return ErrorToRv(digest.error());
   return Output(*digest, out, out_len);
@@ -821,6 +856,9 @@ CK_RV CK_SPEC GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mechanism,
   if (mechanism == nullptr || pub_out == nullptr || priv_out == nullptr) return CKR_ARGUMENTS_BAD;
   if (mechanism->mechanism != CKM_EC_KEY_PAIR_GEN) return CKR_MECHANISM_INVALID;
   if ((session->flags & CKF_RW_SESSION) == 0) return CKR_SESSION_READ_ONLY;
+  // Making a private (token) object is the user's business (PKCS#11 §4.4).
+  if (!token.logged_in) return CKR_USER_NOT_LOGGED_IN;
+  if (CK_RV rv = EnsureOpen(token); rv != CKR_OK) return rv;
   const CK_ATTRIBUTE* params = FindAttribute(pub_templ, pub_count, CKA_EC_PARAMS);
   if (params == nullptr || params->pValue == nullptr) return CKR_TEMPLATE_INCOMPLETE;
   ByteView oid(static_cast<const uint8_t*>(params->pValue), params->ulValueLen);
@@ -844,6 +882,11 @@ CK_RV CK_SPEC GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mechanism,
   if (id != nullptr && id->pValue != nullptr && id->ulValueLen == 1 &&
       *static_cast<const CK_BYTE*>(id->pValue) < kKeySlots) {
     slot = *static_cast<const CK_BYTE*>(id->pValue);
+    // Never over an existing key: the device identity may live there.
+    auto existing = token.chip->ReadPublicKey(static_cast<uint8_t>(slot));
+    if (existing.ok() || existing.error().code != ErrorCode::kNotFound) {
+      return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
   } else if (id != nullptr && id->ulValueLen > 0) {
     return CKR_ATTRIBUTE_VALUE_INVALID;  // IDs are key slot numbers
   } else {
@@ -910,7 +953,12 @@ CK_RV CK_SPEC DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mechanism, CK_OBJE
   o.Set(CKA_VALUE, value);
   SecureZero(value.data(), value.size());
   if (sensitive || !extractable) o.sensitive = {CKA_VALUE};
-  CK_OBJECT_HANDLE handle = MakeHandle(session->slot, kSecret, 0) | (g_module->next_secret++ << 4);
+  o.owner = h;
+  // A free handle in this slot's secret range (16 bits of index).
+  CK_OBJECT_HANDLE handle = 0;
+  do {
+    handle = MakeHandle(session->slot, kSecret, g_module->next_secret++ & 0xFFFF);
+  } while (g_module->secrets.count(handle) != 0);
   g_module->secrets[handle] = std::move(o);
   *out = handle;
   return CKR_OK;
@@ -919,7 +967,7 @@ CK_RV CK_SPEC DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mechanism, CK_OBJE
 CK_RV CK_SPEC DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE object) {
   DEVID_SESSION(session, h);
   auto it = g_module->secrets.find(object);
-  if (it != g_module->secrets.end()) {
+  if (it != g_module->secrets.end() && (object >> 24) == session->slot + 1 && token.logged_in) {
     Bytes& v = it->second.attributes[CKA_VALUE];
     SecureZero(v.data(), v.size());
     g_module->secrets.erase(it);
@@ -931,6 +979,7 @@ CK_RV CK_SPEC DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE object) {
 CK_RV CK_SPEC GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len) {
   DEVID_SESSION(session, h);
   if (out == nullptr && len > 0) return CKR_ARGUMENTS_BAD;
+  if (CK_RV rv = EnsureOpen(token); rv != CKR_OK) return rv;
   while (len > 0) {
     CK_ULONG n = len < 4096 ? len : 4096;
     auto bytes = token.chip->GetRandom(n);

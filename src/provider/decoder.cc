@@ -46,10 +46,12 @@ int DecodePem(void* c, OSSL_CORE_BIO* cin, int, OSSL_CALLBACK* data_cb, void* da
   char* header = nullptr;
   unsigned char* data = nullptr;
   long length = 0;
+  ERR_set_mark();
   if (PEM_read_bio(in.get(), &name, &header, &data, &length) <= 0) {
-    ERR_clear_error();
-    return 1;  // carry on with the other decoders
+    ERR_pop_to_mark();  // our attempt's errors only; the caller's stay
+    return 1;           // carry on with the other decoders
   }
+  ERR_clear_last_mark();
   crypto::UniquePtr<char> name_owner(name);
   crypto::UniquePtr<char> header_owner(header);
   crypto::UniquePtr<unsigned char> data_owner(data);

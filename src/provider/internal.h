@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "core/bytes.h"
@@ -76,6 +77,10 @@ int PassKeyReference(Key& key, OSSL_CALLBACK* cb, void* cbarg);
 // The key parameter that carries a chip key's URI from the key reference
 // decoder to the key management (the file store's export/import route).
 inline constexpr char kUriParam[] = "devid-key-uri";
+
+// A UTF-8 string parameter read within its stated size (the caller's text
+// need not be NUL-terminated); nullopt for another type.
+std::optional<std::string> ParamString(const OSSL_PARAM* p);
 
 // OpenSSL's names for the two curves.
 const char* GroupName(crypto::KeyType curve);

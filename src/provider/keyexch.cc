@@ -65,6 +65,10 @@ int Derive(void* c, unsigned char* secret, size_t* secretlen, size_t outlen) {
     RaiseError(ctx->prov, shared.error());
     return 0;
   }
+  if (shared->size() != size) {  // never trust the chip's length with the caller's buffer
+    RaiseError(ctx->prov, "the chip's ECDH answer has the wrong length");
+    return 0;
+  }
   std::memcpy(secret, shared->data(), shared->size());
   *secretlen = shared->size();
   SecureZero(shared->data(), shared->size());

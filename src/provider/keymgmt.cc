@@ -49,9 +49,9 @@ int ReadGroup(ProviderContext* prov, const OSSL_PARAM params[], bool* has_curve,
               crypto::KeyType* out_curve) {
   const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_GROUP_NAME);
   if (p == nullptr) return 1;
-  const char* name = nullptr;
-  if (OSSL_PARAM_get_utf8_string_ptr(p, &name) != 1) return 0;
-  auto curve = CurveFromGroupName(name);
+  auto name = ParamString(p);
+  if (!name) return 0;
+  auto curve = CurveFromGroupName(*name);
   if (!curve.ok()) {
     RaiseError(prov, curve.error());
     return 0;
@@ -75,9 +75,9 @@ int Import(void* keydata, int selection, const OSSL_PARAM params[]) {
   // A chip key passed on by URI (a key reference file read by another
   // provider's file store): loaded from the chip again, nothing else taken.
   if (const OSSL_PARAM* u = OSSL_PARAM_locate_const(params, kUriParam); u != nullptr) {
-    const char* uri = nullptr;
-    if (OSSL_PARAM_get_utf8_string_ptr(u, &uri) != 1) return 0;
-    auto loaded = LoadChipKey(key->prov, uri);
+    auto uri = ParamString(u);
+    if (!uri) return 0;
+    auto loaded = LoadChipKey(key->prov, *uri);
     if (!loaded.ok()) {
       RaiseError(key->prov, loaded.error());
       return 0;

@@ -28,6 +28,14 @@ void RaiseError(const ProviderContext* prov, const char* fmt, ...) {
   va_end(args);
 }
 
+std::optional<std::string> ParamString(const OSSL_PARAM* p) {
+  if (p == nullptr || p->data_type != OSSL_PARAM_UTF8_STRING || p->data == nullptr) {
+    return std::nullopt;
+  }
+  const char* text = static_cast<const char*>(p->data);
+  return std::string(text, strnlen(text, p->data_size));
+}
+
 const char* GroupName(crypto::KeyType curve) {
   return curve == crypto::KeyType::kEcP384 ? "secp384r1" : "prime256v1";
 }
@@ -96,9 +104,15 @@ Result<std::shared_ptr<SharedChip>> ProviderContext::Chip(const std::string& loc
   }
   DEVID_ASSIGN_OR_RETURN(se::ChipClient client, se::ChipClient::Open(image, socket));
   // The user PIN: the key URI's pin-file, else DEVID_PIN; keys that need no
-  // PIN work without either.
+  // PIN work without either. A URI (or a key reference file) can name any
+  // socket, so a PIN goes only to an in-process chip image or to the chip
+  // DEVID_PROVIDER_CHIP names: never to a daemon a file chose.
+  const char* trusted = std::getenv("DEVID_PROVIDER_CHIP");
+  bool may_present = !image.empty() || (trusted != nullptr && locator == trusted);
   std::optional<SecretString> pin;
-  if (!pin_file.empty()) {
+  if (!may_present) {
+    // no PIN
+  } else if (!pin_file.empty()) {
     DEVID_ASSIGN_OR_RETURN(SecretString read, ReadSecretLine(pin_file, "PIN"));
     pin = std::move(read);
   } else if (const char* env = std::getenv("DEVID_PIN"); env != nullptr && *env != '\0') {
@@ -109,7 +123,6 @@ Result<std::shared_ptr<SharedChip>> ProviderContext::Chip(const std::string& loc
   // Without a readable CA key file, signatures are checked with the key given.
   (void)ReadCaKey(*chip);
   chips[locator] = chip;
-  if (default_chip.empty()) default_chip = locator;
   return chip;
 }
 

@@ -72,10 +72,13 @@ int SetContextParams(void* c, const OSSL_PARAM params[]) {
   if (params == nullptr) return 1;
   const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_DIGEST);
   if (p != nullptr) {
-    const char* name = nullptr;
-    if (OSSL_PARAM_get_utf8_string_ptr(p, &name) != 1) return 0;
-    crypto::UniquePtr<EVP_MD> md(EVP_MD_fetch(nullptr, name, nullptr));
+    auto name = ParamString(p);
+    if (!name) return 0;
+    crypto::UniquePtr<EVP_MD> md(EVP_MD_fetch(nullptr, name->c_str(), nullptr));
     if (!md) return 0;
+    // Mid-way through hashing, another digest would make the signature's
+    // AlgorithmIdentifier disagree with what was hashed.
+    if (ctx->md && ctx->md_name != EVP_MD_get0_name(md.get())) return 0;
     ctx->md_name = EVP_MD_get0_name(md.get());
   }
   return 1;

@@ -33,9 +33,10 @@ Result<Key> LoadChipKey(ProviderContext* prov, std::string_view uri) {
   key.point = std::move(pub->second);
   key.uri = std::string(uri);
   {
-    // Ephemeral keys go to the chip whose key was loaded last.
+    // Ephemeral keys go to the chip of the first key loaded (DEVID_PROVIDER_CHIP,
+    // when set, decides instead): a later key file cannot move them elsewhere.
     std::lock_guard<std::mutex> lock(prov->mu);
-    prov->default_chip = parsed.chip();
+    if (prov->default_chip.empty()) prov->default_chip = parsed.chip();
   }
   return key;
 }

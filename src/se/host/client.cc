@@ -170,8 +170,8 @@ Result<ChipClient> ChipClient::OpenLogged(const std::string& image, const std::s
 Result<Bytes> LoggingTransport::Transmit(ByteView command) {
   auto start = std::chrono::steady_clock::now();
   auto answer = inner_->Transmit(command);
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                std::chrono::steady_clock::now() - start)
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                                  start)
                 .count();
   auto parsed = ApduCommand::Parse(command);
   if (parsed.ok()) {
@@ -228,6 +228,9 @@ Result<Bytes> ChipClient::GetRandom(size_t count) {
   while (out.size() < count) {
     uint32_t n = static_cast<uint32_t>(std::min<size_t>(count - out.size(), 4096));
     DEVID_ASSIGN_OR_RETURN(Bytes part, Call(Ins::kGetRandom, 0, 0, {}, n));
+    // Exactly what was asked for: a short or long answer is a faulty chip.
+    if (part.size() != n)
+      return MakeError(ErrorCode::kCrypto, "the chip answered GET_RANDOM with the wrong length");
     out.insert(out.end(), part.begin(), part.end());
   }
   return out;

@@ -90,7 +90,7 @@ TEST_F(Pkcs11Test, PrivateKeysNeedLoginAndTheRightPin) {
   CK_SESSION_HANDLE h = Open();
   EXPECT_EQ(FindPrivateKey(h), 0u);  // hidden before login
   EXPECT_EQ(Login(h, "000000"), CKR_PIN_INCORRECT);
-  EXPECT_EQ(Login(h, "12"), CKR_PIN_LEN_RANGE);
+  EXPECT_EQ(Login(h, "12"), CKR_PIN_INCORRECT);  // never sent to the chip
   ASSERT_EQ(Login(h, "123456"), CKR_OK);
   EXPECT_EQ(Login(h, "123456"), CKR_USER_ALREADY_LOGGED_IN);
   EXPECT_NE(FindPrivateKey(h), 0u);
@@ -280,6 +280,60 @@ TEST_F(Pkcs11Test, EveryFunctionReportsItsErrors) {
   ASSERT_EQ(f_->C_Finalize(nullptr), CKR_OK);
   EXPECT_EQ(f_->C_OpenSession(0, CKF_SERIAL_SESSION, nullptr, nullptr, &h),
             CKR_CRYPTOKI_NOT_INITIALIZED);
+}
+
+}  // namespace
+}  // namespace devid::pkcs11
+
+namespace devid::pkcs11 {
+namespace {
+
+// From the security review: the chip connection after a logout, key slots
+// that already hold a key, and ECDH secrets bound to their session and login.
+TEST_F(Pkcs11Test, LogoutKeySlotsAndSessionSecrets) {
+  ASSERT_EQ(f_->C_Initialize(nullptr), CKR_OK);
+  CK_SESSION_HANDLE h = Open(CKF_SERIAL_SESSION | CKF_RW_SESSION);
+  CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+  CK_BYTE p256[] = {0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07};
+  CK_BYTE slot0 = 0;
+  CK_ATTRIBUTE pub_templ[] = {{CKA_EC_PARAMS, p256, sizeof p256}, {CKA_ID, &slot0, 1}};
+  CK_OBJECT_HANDLE pub = 0, priv = 0;
+  EXPECT_EQ(f_->C_GenerateKeyPair(h, &gen, pub_templ, 2, nullptr, 0, &pub, &priv),
+            CKR_USER_NOT_LOGGED_IN);
+  ASSERT_EQ(Login(h, "123456"), CKR_OK);
+  EXPECT_EQ(f_->C_GenerateKeyPair(h, &gen, pub_templ, 2, nullptr, 0, &pub, &priv),
+            CKR_ATTRIBUTE_VALUE_INVALID);  // slot 0 holds the device key: never overwritten
+
+  // An ECDH secret lives in its session, for the logged-in user.
+  auto peer = crypto::PrivateKey::Generate(crypto::KeyType::kEcP256).value();
+  Bytes point = peer.PublicPoint().value();
+  CK_ECDH1_DERIVE_PARAMS params = {CKD_NULL, 0, nullptr, point.size(), point.data()};
+  CK_MECHANISM ecdh = {CKM_ECDH1_DERIVE, &params, sizeof params};
+  CK_OBJECT_HANDLE secret = 0;
+  ASSERT_EQ(f_->C_DeriveKey(h, &ecdh, FindPrivateKey(h), nullptr, 0, &secret), CKR_OK);
+  CK_ULONG value_len = 0;
+  CK_ATTRIBUTE len_attr = {CKA_VALUE_LEN, &value_len, sizeof value_len};
+  ASSERT_EQ(f_->C_GetAttributeValue(h, secret, &len_attr, 1), CKR_OK);
+  EXPECT_EQ(value_len, 32u);
+  ASSERT_EQ(f_->C_Logout(h), CKR_OK);
+  EXPECT_EQ(f_->C_GetAttributeValue(h, secret, &len_attr, 1), CKR_OBJECT_HANDLE_INVALID);
+
+  // After the logout the module reconnects to the chip by itself.
+  CK_BYTE random[16];
+  EXPECT_EQ(f_->C_GenerateRandom(h, random, sizeof random), CKR_OK);
+  CK_MECHANISM sha = {CKM_SHA256, nullptr, 0};
+  CK_BYTE digest[32];
+  CK_ULONG digest_len = sizeof digest;
+  ASSERT_EQ(f_->C_DigestInit(h, &sha), CKR_OK);
+  EXPECT_EQ(f_->C_Digest(h, random, sizeof random, digest, &digest_len), CKR_OK);
+
+  // A secret made in one session is gone when that session closes.
+  ASSERT_EQ(Login(h, "123456"), CKR_OK);
+  CK_SESSION_HANDLE other = Open();
+  ASSERT_EQ(f_->C_DeriveKey(other, &ecdh, FindPrivateKey(other), nullptr, 0, &secret), CKR_OK);
+  ASSERT_EQ(f_->C_GetAttributeValue(h, secret, &len_attr, 1), CKR_OK);
+  ASSERT_EQ(f_->C_CloseSession(other), CKR_OK);
+  EXPECT_EQ(f_->C_GetAttributeValue(h, secret, &len_attr, 1), CKR_OBJECT_HANDLE_INVALID);
 }
 
 }  // namespace
