@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/time.h"
+#include "crypto/ocsp.h"
 
 namespace devid::ca {
 
@@ -196,6 +197,35 @@ Result<crypto::Crl> SigningCa::MakeCrl(int next_update_days, std::optional<int64
     fields.revoked.push_back({std::move(serial), r.revoked_at, reason});
   }
   return crypto::BuildCrl(certificate_, key_, fields);
+}
+
+Result<Bytes> SigningCa::RespondOcsp(ByteView request_der, std::optional<int64_t> now) {
+  auto request = crypto::OcspRequest::Parse(request_der);
+  if (!request.ok()) return crypto::OcspErrorResponse(crypto::OcspError::kMalformedRequest);
+  std::optional<Error> failure;
+  auto lookup = [&](const std::string& serial) {
+    crypto::OcspAnswer answer;
+    auto found = store_.FindCertificatesBySerial(org_.id, serial);
+    if (!found.ok()) {
+      failure = found.error();
+      return answer;
+    }
+    for (const store::CertificateRecord& r : *found) {
+      if (r.ca_id != record_.id) continue;
+      answer.status = r.revocation ? crypto::OcspStatus::kRevoked : crypto::OcspStatus::kGood;
+      if (r.revocation) {
+        answer.revoked_at = r.revocation->revoked_at;
+        answer.reason = r.revocation->reason;
+      }
+    }
+    return answer;
+  };
+  auto response = crypto::MakeOcspResponse(*request, certificate_, signer_, lookup,
+                                           now.value_or(NowUnix()), 3600);
+  // A store that cannot answer must not be taken for "unknown".
+  if (failure || !response.ok())
+    return crypto::OcspErrorResponse(crypto::OcspError::kInternalError);
+  return response;
 }
 
 Result<store::CaRecord> Hierarchy::InitRoot(const std::string& org_name, const CaOptions& options) {

@@ -79,6 +79,12 @@ class SigningCa {
   // A full CRL of this CA's revocations, numbered from the store.
   Result<crypto::Crl> MakeCrl(int next_update_days = 7, std::optional<int64_t> now = {});
 
+  // RFC 6960: the answer to a DER OCSP request about this CA's certificates,
+  // from the store (good, revoked with time and reason, or unknown), signed
+  // by this CA and valid for an hour. A malformed request gets the
+  // malformedRequest response, not an error.
+  Result<Bytes> RespondOcsp(ByteView request_der, std::optional<int64_t> now = {});
+
  private:
   friend class Hierarchy;
   template <typename SetKey>

@@ -3,11 +3,14 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "ca/hierarchy.h"
 #include "core/result.h"
 #include "core/secret.h"
+#include "store/store.h"
 
 namespace devid::cli {
 
@@ -26,6 +29,13 @@ Result<std::optional<SecretString>> ResolvePin(const std::string& pin, const std
 std::string Printable(const std::string& s);
 // Runs a command body: an error becomes one "devid: error: ..." line and exit code 1.
 void Run(GlobalOptions& g, const std::function<Status()>& body);
+
+// The devid home (--home, default ./var/devid) and its store: created 0700,
+// refused when others could write into it.
+std::string HomeDir(const GlobalOptions& g);
+Result<std::unique_ptr<store::Store>> OpenHomeStore(const GlobalOptions& g);
+// How CA keys are protected: --passphrase-file, DEVID_PASSPHRASE or --no-passphrase.
+Result<ca::KeyProtection> ResolveProtection(const GlobalOptions& g);
 
 // `devid ca …`
 void AddCaCommands(CLI::App& app, GlobalOptions& global);

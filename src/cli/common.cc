@@ -4,6 +4,12 @@
 
 #include "cli/commands.h"
 #include "core/file.h"
+#include "store/store.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 namespace devid::cli {
 
@@ -61,6 +67,64 @@ Result<std::optional<SecretString>> ResolvePin(const std::string& pin,
   const char* env = std::getenv("DEVID_PIN");
   if (env != nullptr && *env != '\0') return std::optional<SecretString>(SecretString(env));
   return std::optional<SecretString>();
+}
+
+std::string HomeDir(const GlobalOptions& g) {
+  return g.home.empty() ? std::string("./var/devid") : g.home;
+}
+
+// The home holds the database with the (encrypted) CA keys: devid creates it
+// private (0700) and refuses one that others may write into.
+Result<std::unique_ptr<store::Store>> OpenHomeStore(const GlobalOptions& g) {
+  namespace fs = std::filesystem;
+  const std::string home = HomeDir(g);
+  std::error_code ec;
+  if (!fs::exists(home, ec)) {
+    fs::create_directories(home, ec);
+    if (ec) return MakeError(ErrorCode::kIo, "cannot create home " + home + ": " + ec.message());
+    fs::permissions(home, fs::perms::owner_all, fs::perm_options::replace, ec);
+    if (ec)
+      return MakeError(ErrorCode::kIo, "cannot make home " + home + " private: " + ec.message());
+  }
+  fs::file_status st = fs::status(home, ec);
+  if (ec || st.type() != fs::file_type::directory) {
+    return MakeError(ErrorCode::kIo, "home " + home + " is not a directory");
+  }
+  // Owned by us and closed to everyone else: then the database (and its WAL),
+  // which SQLite creates with whatever mode the first writer had, and the
+  // templates folder are out of others' reach whatever their own modes.
+  struct stat owner {};
+  if (::stat(home.c_str(), &owner) != 0 || owner.st_uid != ::geteuid()) {
+    return MakeError(ErrorCode::kIo, "home " + home + " is not owned by the user running devid");
+  }
+  if ((st.permissions() & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
+    return MakeError(ErrorCode::kIo,
+                     "home " + home + " is open to group or others; chmod 700 it first");
+  }
+  return store::OpenStore("sqlite:" + home + "/devid.db");
+}
+
+Result<ca::KeyProtection> ResolveProtection(const GlobalOptions& g) {
+  ca::KeyProtection p;
+  if (g.no_passphrase) {
+    if (!g.passphrase_file.empty()) {
+      return MakeError(ErrorCode::kInvalidInput,
+                       "--no-passphrase and --passphrase-file exclude each other");
+    }
+    return p;
+  }
+  if (!g.passphrase_file.empty()) {
+    DEVID_ASSIGN_OR_RETURN(p.passphrase, ReadSecretLine(g.passphrase_file, "passphrase"));
+    return p;
+  }
+  const char* env = std::getenv("DEVID_PASSPHRASE");
+  if (env != nullptr && *env != '\0') {
+    p.passphrase = SecretString(env);
+    return p;
+  }
+  return MakeError(ErrorCode::kAuth,
+                   "CA keys need a passphrase: set DEVID_PASSPHRASE, give --passphrase-file FILE, "
+                   "or choose --no-passphrase explicitly");
 }
 
 }  // namespace devid::cli

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cms/revocation_service.h"
 #include "cms/server_tls.h"
 #include "http/server.h"
 
@@ -38,13 +39,20 @@ void AddServeCommands(CLI::App& app, GlobalOptions& g) {
   };
   auto o = std::make_shared<Opts>();
   CLI::App* serve = app.add_subcommand(
-      "serve", "The certificate management service over HTTPS (health and metrics for now)");
+      "serve",
+      "The certificate management service over HTTPS (health, metrics, CRL and OCSP for now)");
   serve->add_option("--listen", o->listen, "ADDRESS:PORT to listen on (port 0: any free one)")
       ->capture_default_str();
   serve->callback([o, &g] {
     Run(g, [&]() -> Status {
       DEVID_ASSIGN_OR_RETURN(auto listen, ParseListen(o->listen));
-      std::string home = g.home.empty() ? "devid-home" : g.home;
+      std::string home = HomeDir(g);
+      DEVID_ASSIGN_OR_RETURN(std::unique_ptr<store::Store> db, OpenHomeStore(g));
+      // CA keys are unlocked when first needed (CRL, OCSP); without a
+      // passphrase source those endpoints answer 503.
+      auto protection = ResolveProtection(g);
+      ca::Hierarchy hierarchy(
+          *db, protection.ok() ? std::move(protection).value() : ca::KeyProtection{});
       std::vector<crypto::GeneralName> names;
       for (const std::string& n :
            {std::string("dns:localhost"), std::string("ip:127.0.0.1"), std::string("ip:::1")}) {
@@ -67,6 +75,8 @@ void AddServeCommands(CLI::App& app, GlobalOptions& g) {
       router.Add("GET", "/metrics", [&metrics](const http::Request&) {
         return http::Response{200, "text/plain; version=0.0.4", metrics.Render(), {}};
       });
+      cms::RevocationService revocation(*db, hierarchy, &metrics);
+      revocation.Register(router);
       http::ServerOptions options;
       options.address = listen.first;
       options.port = listen.second;

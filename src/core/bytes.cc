@@ -41,4 +41,27 @@ Result<Bytes> HexDecode(std::string_view hex) {
   return out;
 }
 
+std::optional<Bytes> Base64Decode(std::string_view text) {
+  static constexpr std::string_view kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  Bytes out;
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t i = 0;
+  for (; i < text.size() && text[i] != '='; ++i) {
+    size_t v = kAlphabet.find(text[i]);
+    if (v == std::string_view::npos) return std::nullopt;
+    acc = acc << 6 | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<uint8_t>(acc >> bits));
+    }
+  }
+  for (; i < text.size(); ++i) {
+    if (text[i] != '=') return std::nullopt;
+  }
+  return out;
+}
+
 }  // namespace devid

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -20,6 +21,9 @@ inline ByteView AsBytes(std::string_view s) {
 inline std::string_view AsString(ByteView b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
+
+// RFC 4648 base64, standard alphabet; padding optional when decoding.
+std::optional<Bytes> Base64Decode(std::string_view text);
 
 // Upper-case hex, no separators.
 std::string HexEncode(ByteView data);

@@ -35,3 +35,25 @@ start_tls_server() {
     sleep 0.1
   done
 }
+
+# flip_byte FILE OFFSET: inverts one byte in place (a tampered image).
+flip_byte() {
+  local b
+  b=$(xxd -s "$2" -l 1 -p "$1")
+  printf '%02x' $((0x$b ^ 0xff)) | xxd -r -p | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null
+}
+
+# start_serve DEVID HOME: `devid serve` on a free port in the background;
+# sets SERVER (pid), PORT and URL; output in out.txt, log in log.txt.
+start_serve() {
+  "$1" --home "$2" serve --listen 127.0.0.1:0 >out.txt 2>log.txt &
+  SERVER=$!
+  PIDS+=("$SERVER")
+  PORT=""
+  for _ in $(seq 100); do
+    PORT=$(sed -n 's/.*:\([0-9]*\) (clients.*/\1/p' out.txt 2>/dev/null || true)
+    [ -n "$PORT" ] && break
+    sleep 0.1
+  done
+  URL="https://127.0.0.1:$PORT"
+}

@@ -115,7 +115,7 @@ fi
 # 4. A tampered chip: loading its key fails with a clear error, no crash.
 cp chip.img tampered.img
 cp chip.img.fuse tampered.img.fuse
-printf '\x01' | dd of=tampered.img bs=1 seek=40 conv=notrunc 2>/dev/null
+flip_byte tampered.img 40
 rc=0
 openssl req -new "${PROV[@]}" -key "devid:image=tampered.img;slot=0" -subj /CN=x -out t.csr \
   >t.out 2>&1 || rc=$?

@@ -13,17 +13,8 @@ source "$LIB"
 enter_scratch_dir
 mkdir -m 700 home
 
-"$DEVID" --home "$PWD/home" serve --listen 127.0.0.1:0 >out.txt 2>log.txt &
-SERVER=$!
-PIDS+=("$SERVER")
-PORT=""
-for _ in $(seq 100); do
-  PORT=$(sed -n 's/.*:\([0-9]*\) (clients.*/\1/p' out.txt 2>/dev/null || true)
-  [ -n "$PORT" ] && break
-  sleep 0.1
-done
+start_serve "$DEVID" "$PWD/home"
 [ -n "$PORT" ] && pass "devid serve listens on a free port" || fail "devid serve listens on a free port" "$(cat out.txt log.txt)"
-URL="https://127.0.0.1:$PORT"
 C=(curl -s --max-time 10 --cacert home/tls/ca.pem)
 
 [ -s home/tls/ca.pem ] && [ "$(stat -c %a home/tls/server.key)" = 600 ] && [ "$(stat -c %a home/tls/ca.key)" = 600 ] \

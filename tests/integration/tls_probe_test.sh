@@ -130,7 +130,7 @@ fi
 # A chip in the tamper state fails cleanly.
 cp chip.img tampered.img
 cp chip.img.fuse tampered.img.fuse
-printf '\x01' | dd of=tampered.img bs=1 seek=40 conv=notrunc 2>/dev/null
+flip_byte tampered.img 40
 probe 1.2 --image tampered.img
 if ((RC == 1)) && grep -q '^devid: error: .*tamper' probe.out; then
   pass "a tampered chip fails cleanly"

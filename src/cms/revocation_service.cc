@@ -1,0 +1,110 @@
+#include "cms/revocation_service.h"
+
+#include "core/bytes.h"
+#include "crypto/ocsp.h"
+
+namespace devid::cms {
+
+namespace {
+
+bool ValidName(const std::string& s) {
+  if (s.empty() || s.size() > 128) return false;
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
+      return false;
+  }
+  return true;
+}
+
+std::optional<std::string> PercentDecode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    char hex[3] = {s[i + 1], s[i + 2], 0};
+    char* end = nullptr;
+    long v = std::strtol(hex, &end, 16);
+    if (end != hex + 2) return std::nullopt;
+    out.push_back(static_cast<char>(v));
+    i += 2;
+  }
+  return out;
+}
+
+http::Response Binary(std::string content_type, Bytes body) {
+  return http::Response{200, std::move(content_type), std::string(body.begin(), body.end()), {}};
+}
+
+}  // namespace
+
+ca::SigningCa* RevocationService::Ca(const std::string& org, const std::string& name,
+                                     http::Response* error) {
+  if (!ValidName(org) || !ValidName(name)) {
+    *error = http::JsonError(404, "not_found", "no such organization or CA");
+    return nullptr;
+  }
+  std::string key = org + "/" + name;
+  auto it = cas_.find(key);
+  if (it != cas_.end()) return it->second.get();
+  auto unlocked = hierarchy_.Unlock(org, name);
+  if (!unlocked.ok()) {
+    *error = unlocked.error().code == ErrorCode::kNotFound
+                 ? http::JsonError(404, "not_found", "no such organization or CA")
+                 : http::JsonError(503, "ca_unavailable",
+                                   "the CA cannot sign now (is its passphrase given?)");
+    return nullptr;
+  }
+  auto* ca = new ca::SigningCa(std::move(unlocked).value());
+  cas_[key].reset(ca);
+  return ca;
+}
+
+http::Response RevocationService::Ocsp(const std::string& org, const std::string& ca_name,
+                                       ByteView request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  http::Response error;
+  ca::SigningCa* ca = Ca(org, ca_name, &error);
+  if (ca == nullptr) return error;
+  auto response = ca->RespondOcsp(request);
+  if (!response.ok()) return http::JsonError(500, "internal", "the OCSP response failed");
+  if (metrics_ != nullptr) metrics_->Increment("devid_ocsp_responses_total");
+  return Binary("application/ocsp-response", std::move(response).value());
+}
+
+void RevocationService::Register(http::Router& router) {
+  router.Add("GET", "/crl/{org}/{file}", [this](const http::Request& r) {
+    const std::string& file = r.params.at("file");
+    if (file.size() <= 4 || file.substr(file.size() - 4) != ".crl") {
+      return http::JsonError(404, "not_found", "CRLs are at /crl/{org}/{ca}.crl");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    http::Response error;
+    ca::SigningCa* ca = Ca(r.params.at("org"), file.substr(0, file.size() - 4), &error);
+    if (ca == nullptr) return error;
+    auto crl = ca->MakeCrl();
+    auto der = crl.ok() ? crl->ToDer() : Result<Bytes>(crl.error());
+    if (!der.ok()) return http::JsonError(500, "internal", "the CRL could not be made");
+    return Binary("application/pkix-crl", std::move(der).value());
+  });
+  router.Add("POST", "/ocsp/{org}/{ca}", [this](const http::Request& r) {
+    if (r.Header("content-type") != "application/ocsp-request") {
+      return http::JsonError(415, "unsupported_media_type",
+                             "an OCSP request is sent as application/ocsp-request");
+    }
+    return Ocsp(r.params.at("org"), r.params.at("ca"), AsBytes(r.body));
+  });
+  router.Add("GET", "/ocsp/{org}/{ca}/{request}", [this](const http::Request& r) {
+    auto text = PercentDecode(r.params.at("request"));
+    auto der = text ? Base64Decode(*text) : std::nullopt;
+    if (!der) {
+      return Binary("application/ocsp-response",
+                    crypto::OcspErrorResponse(crypto::OcspError::kMalformedRequest));
+    }
+    return Ocsp(r.params.at("org"), r.params.at("ca"), *der);
+  });
+}
+
+}  // namespace devid::cms
