@@ -109,6 +109,20 @@ Result<Bytes> MakeOcspResponse(const OcspRequest& request, const Certificate& is
       "OCSP response", [&](unsigned char** p) { return i2d_OCSP_RESPONSE(response.get(), p); });
 }
 
+Result<Bytes> MakeOcspRequestFor(const Certificate& certificate, const Certificate& issuer) {
+  UniquePtr<OCSP_REQUEST> request(OCSP_REQUEST_new());
+  UniquePtr<OCSP_CERTID> id(OCSP_cert_to_id(nullptr, certificate.get(), issuer.get()));
+  if (!request || !id || OCSP_request_add0_id(request.get(), id.get()) == nullptr) {
+    return OpenSslError("building an OCSP request");
+  }
+  id.release();  // the request owns it now
+  if (OCSP_request_add1_nonce(request.get(), nullptr, -1) != 1) {
+    return OpenSslError("adding the OCSP nonce");
+  }
+  return internal::EncodeDer("OCSP request",
+                             [&](unsigned char** p) { return i2d_OCSP_REQUEST(request.get(), p); });
+}
+
 Bytes OcspErrorResponse(OcspError error) {
   UniquePtr<OCSP_RESPONSE> response(OCSP_response_create(static_cast<int>(error), nullptr));
   auto der = internal::EncodeDer(

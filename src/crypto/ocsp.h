@@ -32,6 +32,10 @@ class OcspRequest {
   UniquePtr<OCSP_REQUEST> request_;
 };
 
+// A DER OCSP request (SHA-1 CertID, with a nonce) about `certificate`
+// issued by `issuer`: what a relying party sends (tests, benchmarks, agent).
+Result<Bytes> MakeOcspRequestFor(const Certificate& certificate, const Certificate& issuer);
+
 enum class OcspStatus { kGood, kRevoked, kUnknown };
 struct OcspAnswer {
   OcspStatus status = OcspStatus::kUnknown;
