@@ -21,6 +21,8 @@ test: build
 bench: build
 	@build/bench/devid_bench
 	@build/bench/devid_bench_se
+	@build/bench/devid_bench_tls
+	@build/bench/devid_bench_ocsp
 
 format:
 	@find src tests bench fuzz -name '*.h' -o -name '*.cc' | xargs clang-format -i
