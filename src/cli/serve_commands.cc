@@ -75,7 +75,7 @@ void AddServeCommands(CLI::App& app, GlobalOptions& g) {
       router.Add("GET", "/metrics", [&metrics](const http::Request&) {
         return http::Response{200, "text/plain; version=0.0.4", metrics.Render(), {}};
       });
-      cms::RevocationService revocation(*db, hierarchy, &metrics);
+      cms::RevocationService revocation(hierarchy, &metrics);
       revocation.Register(router);
       http::ServerOptions options;
       options.address = listen.first;

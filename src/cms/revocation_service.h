@@ -18,8 +18,8 @@ namespace devid::cms {
 
 class RevocationService {
  public:
-  RevocationService(store::Store& store, ca::Hierarchy& hierarchy, http::Metrics* metrics)
-      : store_(store), hierarchy_(hierarchy), metrics_(metrics) {}
+  RevocationService(ca::Hierarchy& hierarchy, http::Metrics* metrics)
+      : hierarchy_(hierarchy), metrics_(metrics) {}
   void Register(http::Router& router);
 
  private:
@@ -27,7 +27,6 @@ class RevocationService {
   ca::SigningCa* Ca(const std::string& org, const std::string& name, http::Response* error);
   http::Response Ocsp(const std::string& org, const std::string& ca, ByteView request);
 
-  store::Store& store_;
   ca::Hierarchy& hierarchy_;
   http::Metrics* metrics_;
   std::mutex mu_;  // the store and the CA engine serve one request at a time

@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <map>
+
 #include <string>
 #include <utility>
 
@@ -133,6 +135,7 @@ class SqliteStore final : public Store {
   explicit SqliteStore(sqlite3* db) : db_(db) {}
   ~SqliteStore() override {
     insert_certificate_ = Statement();
+    cached_.clear();
     sqlite3_close_v2(db_);
   }
 
@@ -258,14 +261,16 @@ class SqliteStore final : public Store {
 
   Result<std::vector<CertificateRecord>> FindCertificatesBySerial(
       int64_t org_id, const std::string& serial_hex) override {
-    DEVID_ASSIGN_OR_RETURN(
-        Statement s,
-        Statement::Prepare(
-            db_, "SELECT " + std::string(kCertColumns) +
-                     " FROM certificates c LEFT JOIN revocations r ON r.certificate_id = c.id "
-                     "WHERE c.org_id = ?1 AND c.serial_hex = ?2 ORDER BY c.id"));
-    s.Bind(1, org_id).Bind(2, serial_hex);
-    return Collect(s);
+    // Prepared once: OCSP asks this for every request.
+    static const std::string kSql =
+        "SELECT " + std::string(kCertColumns) +
+        " FROM certificates c LEFT JOIN revocations r ON r.certificate_id = c.id "
+        "WHERE c.org_id = ?1 AND c.serial_hex = ?2 ORDER BY c.id";
+    DEVID_ASSIGN_OR_RETURN(Statement * s, Cached(kSql));
+    s->Bind(1, org_id).Bind(2, serial_hex);
+    auto out = Collect(*s);
+    s->Reset();
+    return out;
   }
 
   Result<std::vector<CertificateRecord>> ListCertificates(int64_t org_id,
@@ -479,6 +484,17 @@ class SqliteStore final : public Store {
     return {};
   }
 
+  // A statement prepared once on this connection, reset for each use.
+  Result<Statement*> Cached(const std::string& sql) {
+    auto it = cached_.find(sql);
+    if (it == cached_.end()) {
+      DEVID_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_, sql));
+      it = cached_.emplace(sql, std::move(s)).first;
+    }
+    it->second.Reset();
+    return &it->second;
+  }
+
   Result<std::vector<CertificateRecord>> Collect(Statement& s) {
     std::vector<CertificateRecord> out;
     int rc;
@@ -491,6 +507,7 @@ class SqliteStore final : public Store {
   int version_ = 0;
   int64_t last_created_at_ = 0;
   Statement insert_certificate_;
+  std::map<std::string, Statement> cached_;
 };
 
 }  // namespace
