@@ -15,15 +15,6 @@
 namespace devid::bench {
 namespace {
 
-template <typename T>
-T Must(Result<T> r) {
-  if (!r.ok()) {
-    std::cerr << "bench set-up failed: " << r.error().message << "\n";
-    std::abort();
-  }
-  return std::move(r).value();
-}
-
 struct Fixture {
   std::filesystem::path dir;
   std::unique_ptr<store::Store> db;
@@ -36,21 +27,23 @@ struct Fixture {
         std::filesystem::temp_directory_path() / ("devid-bench-ocsp-" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
-    db = Must(store::OpenStore((dir / "devid.db").string(), store::Durability::kNormal));
+    db = Must(store::OpenStore((dir / "devid.db").string(), store::Durability::kNormal), "set-up");
     hierarchy = std::make_unique<ca::Hierarchy>(*db, ca::KeyProtection{});
-    Must(hierarchy->InitRoot("bench", {"CN=Bench Root", crypto::KeyType::kEcP256, {}, "", ""}));
+    Must(hierarchy->InitRoot("bench", {"CN=Bench Root", crypto::KeyType::kEcP256, {}, "", ""}),
+         "set-up");
     Must(hierarchy->InitIssuing("bench", "ica",
-                                {"CN=Bench ICA", crypto::KeyType::kEcP256, {}, "", ""}));
-    ica = std::make_unique<ca::SigningCa>(Must(hierarchy->Unlock("bench", "ica")));
-    auto profile = Must(hierarchy->FindProfile("device"));
+                                {"CN=Bench ICA", crypto::KeyType::kEcP256, {}, "", ""}),
+         "set-up");
+    ica = std::make_unique<ca::SigningCa>(Must(hierarchy->Unlock("bench", "ica"), "set-up"));
+    auto profile = Must(hierarchy->FindProfile("device"), "set-up");
     // Some certificates in the store, so that the lookup is not trivially empty.
     crypto::Certificate last = ica->certificate();
     for (int i = 0; i < 200; ++i) {
-      auto key = Must(crypto::PrivateKey::Generate(crypto::KeyType::kEcP256));
-      auto dn = Must(crypto::DistinguishedName::Parse("CN=device-" + std::to_string(i)));
-      last = Must(ica->IssueForKey(profile, key, dn, {})).certificate;
+      auto key = Must(crypto::PrivateKey::Generate(crypto::KeyType::kEcP256), "set-up");
+      auto dn = Must(crypto::DistinguishedName::Parse("CN=device-" + std::to_string(i)), "set-up");
+      last = Must(ica->IssueForKey(profile, key, dn, {}), "set-up").certificate;
     }
-    request = Must(crypto::MakeOcspRequestFor(last, ica->certificate()));
+    request = Must(crypto::MakeOcspRequestFor(last, ica->certificate()), "set-up");
   }
   ~Fixture() {
     ica.reset();
@@ -69,7 +62,7 @@ void BM_Ocsp_Respond(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(F().ica->RespondOcsp(F().request));
 }
 void BM_Floor_Sign(benchmark::State& state) {
-  auto key = Must(crypto::PrivateKey::Generate(crypto::KeyType::kEcP256));
+  auto key = Must(crypto::PrivateKey::Generate(crypto::KeyType::kEcP256), "set-up");
   Bytes digest(32, 0x42);
   for (auto _ : state) benchmark::DoNotOptimize(crypto::SignDigest(key, digest));
 }

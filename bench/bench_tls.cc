@@ -32,18 +32,6 @@ extern char** environ;
 namespace devid::bench {
 namespace {
 
-void Check(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::cerr << "bench set-up failed: " << what << ": " << s.error().message << "\n";
-    std::abort();
-  }
-}
-template <typename T>
-T Must(Result<T> r, const char* what) {
-  if (!r.ok()) Check(r.error(), what);
-  return std::move(r).value();
-}
-
 struct Fixture {
   std::filesystem::path dir;
   std::unique_ptr<store::Store> db;
@@ -118,9 +106,7 @@ struct Fixture {
                           signer, Must(crypto::DistinguishedName::Parse("CN=chip"), "dn"), {}),
                       "csr");
       chip_cert = Must(ica.Issue(device, csr), "chip certificate").certificate;
-      auto ca_point = Must(Must(chain[0].public_key(), "ica key").EcPoint(), "ica point");
-      Bytes ca_file = {0x01};
-      ca_file.insert(ca_file.end(), ca_point.second.begin(), ca_point.second.end());
+      Bytes ca_file = Must(se::KeyFileContent(Must(chain[0].public_key(), "ica key")), "CA01");
       Check(local.CreateFile(se::kCaPublicKeyFile, static_cast<uint16_t>(ca_file.size()), 0, 0),
             "CA01");
       Check(local.WriteFile(se::kCaPublicKeyFile, ca_file), "CA01");

@@ -6,12 +6,29 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <iostream>
 #include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/result.h"
+
 namespace devid::bench {
+
+// A benchmark's set-up either works or ends the run with the reason.
+inline void Check(const Status& s, const char* what) {
+  if (!s.ok()) {
+    std::cerr << "bench set-up failed: " << what << ": " << s.error().message << "\n";
+    std::abort();
+  }
+}
+template <typename T>
+T Must(Result<T> r, const char* what) {
+  if (!r.ok()) Check(r.error(), what);
+  return std::move(r).value();
+}
 
 class MedianReporter : public benchmark::ConsoleReporter {
  public:

@@ -51,13 +51,8 @@ Result<TlsProbeResult> RunTlsProbe(const TlsProbeOptions& o) {
   // only if it carries the key the chip keeps.
   DEVID_ASSIGN_OR_RETURN(std::vector<crypto::Certificate> chain, ReadChain(*chip));
   DEVID_ASSIGN_OR_RETURN(crypto::PublicKey ca_key, chain[1].public_key());
-  auto point = ca_key.EcPoint();
-  Bytes as_file;
-  if (point.ok()) {
-    as_file.push_back(point->first == crypto::KeyType::kEcP384 ? 0x02 : 0x01);
-    as_file.insert(as_file.end(), point->second.begin(), point->second.end());
-  }
-  if (as_file != *chip->ca_key) {
+  auto as_file = se::KeyFileContent(ca_key);
+  if (!as_file.ok() || *as_file != *chip->ca_key) {
     return MakeError(ErrorCode::kVerification,
                      "the issuing CA certificate in chip file C001 does not carry the CA key in "
                      "file CA01");

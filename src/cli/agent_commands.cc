@@ -7,33 +7,6 @@
 
 namespace devid::cli {
 
-namespace {
-
-Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text) {
-  size_t colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
-    return MakeError(ErrorCode::kInvalidInput, "--connect takes HOST:PORT");
-  }
-  std::string host = text.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);  // [::1]:8883
-  }
-  unsigned long port = 0;
-  try {
-    size_t used = 0;
-    port = std::stoul(text.substr(colon + 1), &used);
-    if (used != text.size() - colon - 1) port = 0;
-  } catch (const std::exception&) {
-    port = 0;
-  }
-  if (port == 0 || port > 65535) {
-    return MakeError(ErrorCode::kInvalidInput, "--connect: the port must be 1-65535");
-  }
-  return std::make_pair(host, static_cast<uint16_t>(port));
-}
-
-}  // namespace
-
 void AddAgentCommands(CLI::App& app, GlobalOptions& g) {
   CLI::App* agent = app.add_subcommand("agent", "The device side: TLS to the cloud with the chip");
   agent->require_subcommand(1);
@@ -61,7 +34,7 @@ void AddAgentCommands(CLI::App& app, GlobalOptions& g) {
         return MakeError(ErrorCode::kInvalidInput,
                          "give exactly one of --image FILE or --socket PATH");
       }
-      DEVID_ASSIGN_OR_RETURN(auto target, ParseHostPort(o->connect));
+      DEVID_ASSIGN_OR_RETURN(auto target, ParseHostPort(o->connect, "--connect", "HOST", false));
       agent::TlsProbeOptions p;
       p.image = o->image;
       p.socket = o->socket;

@@ -37,6 +37,12 @@ Result<std::unique_ptr<store::Store>> OpenHomeStore(const GlobalOptions& g);
 // How CA keys are protected: --passphrase-file, DEVID_PASSPHRASE or --no-passphrase.
 Result<ca::KeyProtection> ResolveProtection(const GlobalOptions& g);
 
+// HOST:PORT (or [v6]:PORT) of `option`; errors name the option.
+Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text,
+                                                       const std::string& option,
+                                                       const std::string& host_word,
+                                                       bool allow_port_zero);
+
 // `devid ca …`
 void AddCaCommands(CLI::App& app, GlobalOptions& global);
 // `devid se …`

@@ -127,4 +127,31 @@ Result<ca::KeyProtection> ResolveProtection(const GlobalOptions& g) {
                    "or choose --no-passphrase explicitly");
 }
 
+Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text,
+                                                       const std::string& option,
+                                                       const std::string& host_word,
+                                                       bool allow_port_zero) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
+    return MakeError(ErrorCode::kInvalidInput, option + " takes " + host_word + ":PORT");
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);  // [::1]:8443
+  }
+  long port = -1;
+  try {
+    size_t used = 0;
+    port = std::stol(text.substr(colon + 1), &used);
+    if (used != text.size() - colon - 1) port = -1;
+  } catch (const std::exception&) {
+    port = -1;
+  }
+  if (port < (allow_port_zero ? 0 : 1) || port > 65535) {
+    return MakeError(ErrorCode::kInvalidInput,
+                     option + ": the port must be " + (allow_port_zero ? "0" : "1") + "-65535");
+  }
+  return std::make_pair(host, static_cast<uint16_t>(port));
+}
+
 }  // namespace devid::cli

@@ -64,7 +64,7 @@ Result<se::ChipClient> Connect(const ChipOptions& o) {
 }
 
 // A PEM public key or certificate as a chip key file: curve byte || point.
-Result<Bytes> KeyFileContent(ByteView pem) {
+Result<Bytes> KeyFileFromPem(ByteView pem) {
   std::string_view text = AsString(pem);
   std::optional<crypto::PublicKey> key;
   if (text.find("BEGIN CERTIFICATE") != std::string_view::npos) {
@@ -75,10 +75,7 @@ Result<Bytes> KeyFileContent(ByteView pem) {
     DEVID_ASSIGN_OR_RETURN(crypto::PublicKey pub, crypto::PublicKey::FromPem(text));
     key.emplace(std::move(pub));
   }
-  DEVID_ASSIGN_OR_RETURN(auto point, key->EcPoint());
-  Bytes out = {static_cast<uint8_t>(point.first == crypto::KeyType::kEcP384 ? 0x02 : 0x01)};
-  out.insert(out.end(), point.second.begin(), point.second.end());
-  return out;
+  return se::KeyFileContent(*key);
 }
 
 const char* LifecycleName(se::Lifecycle l) {
@@ -434,7 +431,7 @@ void AddSeCommands(CLI::App& app, GlobalOptions& g) {
         DEVID_ASSIGN_OR_RETURN(uint8_t write_ac, ParseAccess(w->write_ac));
         DEVID_ASSIGN_OR_RETURN(Bytes data, ReadFile(w->in, 60000));
         if (w->public_key) {
-          DEVID_ASSIGN_OR_RETURN(data, KeyFileContent(data));
+          DEVID_ASSIGN_OR_RETURN(data, KeyFileFromPem(data));
         }
         DEVID_ASSIGN_OR_RETURN(se::ChipClient chip, Connect(*w));
         DEVID_ASSIGN_OR_RETURN(std::vector<se::ChipFileInfo> files, chip.ListFiles());

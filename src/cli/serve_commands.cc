@@ -9,30 +9,6 @@
 
 namespace devid::cli {
 
-namespace {
-
-Result<std::pair<std::string, uint16_t>> ParseListen(const std::string& text) {
-  size_t colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return MakeError(ErrorCode::kInvalidInput, "--listen takes ADDRESS:PORT");
-  }
-  std::string host = text.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  int port = -1;
-  try {
-    size_t used = 0;
-    port = std::stoi(text.substr(colon + 1), &used);
-    if (used != text.size() - colon - 1) port = -1;
-  } catch (const std::exception&) {
-    port = -1;
-  }
-  if (port < 0 || port > 65535) return MakeError(ErrorCode::kInvalidInput, "--listen: bad port");
-  return std::make_pair(host, static_cast<uint16_t>(port));
-}
-
-}  // namespace
-
 void AddServeCommands(CLI::App& app, GlobalOptions& g) {
   struct Opts {
     std::string listen = "127.0.0.1:8443";
@@ -45,7 +21,7 @@ void AddServeCommands(CLI::App& app, GlobalOptions& g) {
       ->capture_default_str();
   serve->callback([o, &g] {
     Run(g, [&]() -> Status {
-      DEVID_ASSIGN_OR_RETURN(auto listen, ParseListen(o->listen));
+      DEVID_ASSIGN_OR_RETURN(auto listen, ParseHostPort(o->listen, "--listen", "ADDRESS", true));
       std::string home = HomeDir(g);
       DEVID_ASSIGN_OR_RETURN(std::unique_ptr<store::Store> db, OpenHomeStore(g));
       // CA keys are unlocked when first needed (CRL, OCSP); without a

@@ -16,24 +16,6 @@ bool ValidName(const std::string& s) {
   return true;
 }
 
-std::optional<std::string> PercentDecode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out.push_back(s[i]);
-      continue;
-    }
-    if (i + 2 >= s.size()) return std::nullopt;
-    char hex[3] = {s[i + 1], s[i + 2], 0};
-    char* end = nullptr;
-    long v = std::strtol(hex, &end, 16);
-    if (end != hex + 2) return std::nullopt;
-    out.push_back(static_cast<char>(v));
-    i += 2;
-  }
-  return out;
-}
-
 http::Response Binary(std::string content_type, Bytes body) {
   return http::Response{200, std::move(content_type), std::string(body.begin(), body.end()), {}};
 }
@@ -97,7 +79,7 @@ void RevocationService::Register(http::Router& router) {
     return Ocsp(r.params.at("org"), r.params.at("ca"), AsBytes(r.body));
   });
   router.Add("GET", "/ocsp/{org}/{ca}/{request}", [this](const http::Request& r) {
-    auto text = PercentDecode(r.params.at("request"));
+    auto text = http::PercentDecode(r.params.at("request"), false);
     auto der = text ? Base64Decode(*text) : std::nullopt;
     if (!der) {
       return Binary("application/ocsp-response",

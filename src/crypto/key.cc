@@ -281,6 +281,14 @@ Result<Bytes> SignDigest(const PrivateKey& key, ByteView digest) {
   return sig;
 }
 
+Bytes FitEcdsaDigest(KeyType curve, ByteView digest) {
+  size_t n = curve == KeyType::kEcP384 ? 48 : 32;
+  if (digest.size() >= n) return Bytes(digest.begin(), digest.begin() + static_cast<long>(n));
+  Bytes out(n - digest.size(), 0);
+  out.insert(out.end(), digest.begin(), digest.end());
+  return out;
+}
+
 Result<Bytes> EcdsaDerToRaw(ByteView der, size_t coordinate) {
   const unsigned char* p = der.data();
   UniquePtr<ECDSA_SIG> sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der.size())));

@@ -87,6 +87,12 @@ Result<PublicKey> EcPublicKeyFromPoint(KeyType curve, ByteView point,
 
 // ECDSA over a digest the caller computed (the chip's SIGN): DER signature.
 Result<Bytes> SignDigest(const PrivateKey& key, ByteView digest);
+// The digest as ECDSA signs it with a `curve` key, as long as the curve's
+// order (FIPS 186-4 §6.4): a longer digest is cut to its leftmost bytes, a
+// shorter one is the same integer with leading zeros (the chip's SIGN takes
+// exactly that length).
+Bytes FitEcdsaDigest(KeyType curve, ByteView digest);
+
 // ECDSA signatures as PKCS#11 and JOSE carry them (r || s, each `coordinate`
 // bytes) and as X.509 and the chip do (DER SEQUENCE of two INTEGERs).
 Result<Bytes> EcdsaDerToRaw(ByteView der, size_t coordinate);

@@ -1,6 +1,5 @@
 #include "http/server.h"
 
-#include <openssl/ssl.h>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -39,11 +38,12 @@ std::vector<std::string> Segments(std::string_view path) {
   return out;
 }
 
-// Percent-decoding of a query component ('+' is a space); nullopt when malformed.
-std::optional<std::string> Unescape(std::string_view s) {
+}  // namespace
+
+std::optional<std::string> PercentDecode(std::string_view s, bool plus_is_space) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
+    if (s[i] == '+' && plus_is_space) {
       out.push_back(' ');
     } else if (s[i] == '%') {
       if (i + 2 >= s.size()) return std::nullopt;
@@ -64,8 +64,6 @@ std::optional<std::string> Unescape(std::string_view s) {
   }
   return out;
 }
-
-}  // namespace
 
 std::string Request::Header(std::string_view name) const {
   auto it = headers.find(Lower(name));
@@ -202,9 +200,9 @@ class Session : public std::enable_shared_from_this<Session> {
         std::string_view pair = query.substr(0, amp);
         query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
         size_t eq = pair.find('=');
-        auto key = Unescape(pair.substr(0, eq));
-        auto value =
-            Unescape(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+        auto key = PercentDecode(pair.substr(0, eq), true);
+        auto value = PercentDecode(
+            eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1), true);
         if (!key || !value) {
           bad_query = true;
           break;
@@ -271,7 +269,6 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-
   beast::ssl_stream<beast::tcp_stream> stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
@@ -309,7 +306,9 @@ Result<std::unique_ptr<Server>> Server::Start(ServerOptions options, const Route
   if (ec)
     return MakeError(ErrorCode::kInvalidInput,
                      "the server's TLS certificate or key: " + ec.message());
-  SSL_CTX_set_min_proto_version(impl->tls.native_handle(), TLS1_2_VERSION);
+  // TLS 1.2 and 1.3 only.
+  impl->tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
   auto address = asio::ip::make_address(impl->options.address, ec);
   if (ec) return MakeError(ErrorCode::kInvalidInput, "bad listen address " + impl->options.address);
   tcp::endpoint endpoint(address, impl->options.port);

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,10 @@ struct Response {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
 };
+
+// RFC 3986 percent-decoding; `plus_is_space` for query components
+// (application/x-www-form-urlencoded). nullopt when malformed.
+std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_space);
 
 // DESIGN §6: every error is {"error": {"code", "message"}} with its status.
 Response JsonError(int status, std::string_view code, std::string_view message);

@@ -110,15 +110,6 @@ const Bytes kP384Params = {0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22};
 
 size_t CoordinateSize(crypto::KeyType curve) { return curve == crypto::KeyType::kEcP384 ? 48 : 32; }
 
-// The digest the chip signs: the leftmost bits as long as the order (FIPS 186-4 §6.4).
-Bytes FitDigest(crypto::KeyType curve, ByteView digest) {
-  size_t n = CoordinateSize(curve);
-  if (digest.size() >= n) return Bytes(digest.begin(), digest.begin() + static_cast<long>(n));
-  Bytes out(n - digest.size(), 0);
-  out.insert(out.end(), digest.begin(), digest.end());
-  return out;
-}
-
 Object KeyObject(Kind kind, CK_SLOT_ID, uint8_t key_slot, crypto::KeyType curve, Bytes point) {
   Object o;
   o.kind = kind;
@@ -679,11 +670,12 @@ CK_RV StartKeyOperation(Session* session, Token& token, std::optional<Operation>
 
 // The digest the operation's mechanism calls for.
 Result<Bytes> OperationDigest(const Operation& op, crypto::KeyType curve) {
-  if (op.mechanism == CKM_ECDSA_SHA256) return FitDigest(curve, crypto::Sha256(op.data));
+  if (op.mechanism == CKM_ECDSA_SHA256)
+    return crypto::FitEcdsaDigest(curve, crypto::Sha256(op.data));
   if (op.data.empty() || op.data.size() > 64) {
     return MakeError(ErrorCode::kInvalidInput, "CKM_ECDSA takes a digest");
   }
-  return FitDigest(curve, op.data);
+  return crypto::FitEcdsaDigest(curve, op.data);
 }
 
 CK_RV CK_SPEC SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mechanism, CK_OBJECT_HANDLE key) {

@@ -69,6 +69,19 @@ Status SetPoint(Key* key, ByteView point) {
   return {};
 }
 
+// The point in an octet-string parameter (PUB_KEY, ENCODED_PUBLIC_KEY).
+int SetPointFromParam(Key* key, const OSSL_PARAM* p) {
+  const void* data = nullptr;
+  size_t size = 0;
+  if (OSSL_PARAM_get_octet_string_ptr(p, &data, &size) != 1) return 0;
+  Status s = SetPoint(key, ByteView(static_cast<const uint8_t*>(data), size));
+  if (!s.ok()) {
+    RaiseError(key->prov, s.error());
+    return 0;
+  }
+  return 1;
+}
+
 int Import(void* keydata, int selection, const OSSL_PARAM params[]) {
   auto* key = static_cast<Key*>(keydata);
   if (key == nullptr) return 0;
@@ -95,15 +108,7 @@ int Import(void* keydata, int selection, const OSSL_PARAM params[]) {
   if (ReadGroup(key->prov, params, &key->has_curve, &key->curve) != 1) return 0;
   if ((selection & kSelectPublic) != 0) {
     const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PUB_KEY);
-    if (p == nullptr || !key->has_curve) return 0;
-    const void* data = nullptr;
-    size_t size = 0;
-    if (OSSL_PARAM_get_octet_string_ptr(p, &data, &size) != 1) return 0;
-    Status s = SetPoint(key, ByteView(static_cast<const uint8_t*>(data), size));
-    if (!s.ok()) {
-      RaiseError(key->prov, s.error());
-      return 0;
-    }
+    if (p == nullptr || !key->has_curve || SetPointFromParam(key, p) != 1) return 0;
   }
   return key->has_curve ? 1 : 0;
 }
@@ -181,15 +186,7 @@ int SetParams(void* keydata, const OSSL_PARAM params[]) {
   const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY);
   if (p == nullptr) return 1;
   if (!key->has_curve || key->has_private()) return 0;
-  const void* data = nullptr;
-  size_t size = 0;
-  if (OSSL_PARAM_get_octet_string_ptr(p, &data, &size) != 1) return 0;
-  Status s = SetPoint(key, ByteView(static_cast<const uint8_t*>(data), size));
-  if (!s.ok()) {
-    RaiseError(key->prov, s.error());
-    return 0;
-  }
-  return 1;
+  return SetPointFromParam(key, p);
 }
 
 const OSSL_PARAM* SettableParams(void*) {

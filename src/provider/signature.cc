@@ -21,17 +21,6 @@ struct SignatureContext {
   crypto::UniquePtr<EVP_MD_CTX> md;
 };
 
-// ECDSA signs the leftmost bits of the digest as long as the curve's order
-// (FIPS 186-4 §6.4): a longer digest is cut, a shorter one is the same
-// integer with leading zeros. The chip takes exactly the order's length.
-Bytes FitDigest(const Key& key, ByteView digest) {
-  size_t n = key.coordinate_size();
-  if (digest.size() >= n) return Bytes(digest.begin(), digest.begin() + static_cast<long>(n));
-  Bytes out(n - digest.size(), 0);
-  out.insert(out.end(), digest.begin(), digest.end());
-  return out;
-}
-
 void* NewContext(void* provctx, const char*) {
   auto* ctx = new SignatureContext;
   ctx->prov = static_cast<ProviderContext*>(provctx);
@@ -141,7 +130,7 @@ int SignDigest(SignatureContext* ctx, unsigned char* sig, size_t* siglen, size_t
     *siglen = max;
     return 1;
   }
-  Bytes fitted = FitDigest(*ctx->key, digest);
+  Bytes fitted = crypto::FitEcdsaDigest(ctx->key->curve, digest);
   const Key& key = *ctx->key;
   auto der = WithChip(key, [&](se::ChipClient& chip) { return chip.Sign(key.slot, fitted); });
   if (!der.ok()) {
@@ -156,7 +145,7 @@ int SignDigest(SignatureContext* ctx, unsigned char* sig, size_t* siglen, size_t
 
 int VerifyDigest(SignatureContext* ctx, ByteView sig, ByteView digest) {
   const Key& key = *ctx->key;
-  Bytes fitted = FitDigest(key, digest);
+  Bytes fitted = crypto::FitEcdsaDigest(key.curve, digest);
   // A public key names no chip: the one this process uses verifies.
   auto chip = key.chip ? Result<std::shared_ptr<SharedChip>>(key.chip) : ctx->prov->DefaultChip();
   if (!chip.ok()) {

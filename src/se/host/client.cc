@@ -158,6 +158,13 @@ Result<ChipClient> ChipClient::Open(const std::string& image, const std::string&
   return ChipClient(std::make_unique<InProcessTransport>(std::move(chip)));
 }
 
+Result<Bytes> KeyFileContent(const crypto::PublicKey& key) {
+  DEVID_ASSIGN_OR_RETURN(auto point, key.EcPoint());
+  Bytes out = {static_cast<uint8_t>(point.first == crypto::KeyType::kEcP384 ? 0x02 : 0x01)};
+  out.insert(out.end(), point.second.begin(), point.second.end());
+  return out;
+}
+
 Result<ChipClient> ChipClient::OpenLogged(const std::string& image, const std::string& socket,
                                           const std::function<void(const std::string&)>& log) {
   if (!socket.empty() && image.empty()) {

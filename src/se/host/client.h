@@ -55,6 +55,8 @@ inline constexpr uint16_t kCertificateChainFile = 0xC001;
 // The issuing CA's public key as VERIFY_SIGNATURE P1=1 takes it: curve byte
 // (0x01 P-256, 0x02 P-384) || uncompressed point.
 inline constexpr uint16_t kCaPublicKeyFile = 0xCA01;
+// An EC public key in that form (the content of a key file such as CA01).
+Result<Bytes> KeyFileContent(const crypto::PublicKey& key);
 
 // Writes a command-log line (DescribeCommand) for every exchange through
 // `inner`: the host's record of what a chip did when the chip's own log is
