@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache clang clang-format libclang-rt-14-dev
   libssl-dev openssl libsqlite3-dev sqlite3 libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  gnutls-bin xxd libp11-kit-dev opensc libboost-dev libargon2-dev
+  gnutls-bin xxd libp11-kit-dev opensc libboost-dev libargon2-dev postgresql libpq-dev
 )
 missing=()
 for p in "${packages[@]}"; do

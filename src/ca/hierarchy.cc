@@ -180,6 +180,19 @@ Result<IssuedCertificate> SigningCa::IssueForKey(const CertificateProfile& profi
               [&](crypto::CertificateBuilder& b) { return b.SetPublicKey(subject_key); });
 }
 
+Result<IssuedCertificate> SigningCa::Renew(const CertificateProfile& profile,
+                                           const crypto::Certificate& current,
+                                           const IssueOptions& options) {
+  DEVID_TRY(profile.CheckKey(current.key_algorithm()));
+  DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject, current.subject());
+  DEVID_ASSIGN_OR_RETURN(std::vector<crypto::GeneralName> sans, current.SubjectAltNames());
+  DEVID_ASSIGN_OR_RETURN(crypto::PublicKey key, current.public_key());
+  DEVID_ASSIGN_OR_RETURN(crypto::SubjectPublicKeyInfo spki,
+                         crypto::SubjectPublicKeyInfo::FromKey(key.get()));
+  return Sign(profile, subject, sans, options,
+              [&](crypto::CertificateBuilder& b) { return b.SetPublicKey(spki); });
+}
+
 Result<crypto::Crl> SigningCa::MakeCrl(int next_update_days, std::optional<int64_t> now) {
   if (next_update_days <= 0 || next_update_days > 365) {
     return MakeError(ErrorCode::kInvalidInput, "CRL validity must be 1..365 days");

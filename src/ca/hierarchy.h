@@ -76,6 +76,12 @@ class SigningCa {
                                         const std::vector<crypto::GeneralName>& sans,
                                         const IssueOptions& options = {});
 
+  // Renewal: a new certificate for the same key, subject and SANs as `current`
+  // (which this CA issued), under `profile`.
+  Result<IssuedCertificate> Renew(const CertificateProfile& profile,
+                                  const crypto::Certificate& current,
+                                  const IssueOptions& options = {});
+
   // A full CRL of this CA's revocations, numbered from the store.
   Result<crypto::Crl> MakeCrl(int next_update_days = 7, std::optional<int64_t> now = {});
 

@@ -16,6 +16,7 @@ namespace devid::cli {
 
 struct GlobalOptions {
   std::string home;
+  std::string db;  // --db / DEVID_DB: a store URL instead of <home>/devid.db
   std::string passphrase_file;
   bool no_passphrase = false;
   int exit_code = 0;
@@ -51,5 +52,7 @@ void AddSeCommands(CLI::App& app, GlobalOptions& global);
 void AddAgentCommands(CLI::App& app, GlobalOptions& global);
 // `devid serve`
 void AddServeCommands(CLI::App& app, GlobalOptions& global);
+// `devid admin …` and `devid audit …`
+void AddAdminCommands(CLI::App& app, GlobalOptions& global);
 
 }  // namespace devid::cli

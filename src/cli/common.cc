@@ -101,6 +101,7 @@ Result<std::unique_ptr<store::Store>> OpenHomeStore(const GlobalOptions& g) {
     return MakeError(ErrorCode::kIo,
                      "home " + home + " is open to group or others; chmod 700 it first");
   }
+  if (!g.db.empty()) return store::OpenStore(g.db);
   return store::OpenStore("sqlite:" + home + "/devid.db");
 }
 

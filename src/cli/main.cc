@@ -19,6 +19,10 @@ int main(int argc, char** argv) {
   devid::cli::GlobalOptions global;
   app.add_option("--home", global.home, "State folder (default: $DEVID_HOME, else ./var/devid)")
       ->envname("DEVID_HOME");
+  app.add_option("--db", global.db,
+                 "Store URL: sqlite:PATH or postgresql://USER@HOST:PORT/DB "
+                 "(default: $DEVID_DB, else sqlite:<home>/devid.db)")
+      ->envname("DEVID_DB");
   app.add_option("--passphrase-file", global.passphrase_file,
                  "File whose first line is the passphrase that encrypts CA keys "
                  "(default: the DEVID_PASSPHRASE environment variable)");
@@ -28,6 +32,7 @@ int main(int argc, char** argv) {
   devid::cli::AddSeCommands(app, global);
   devid::cli::AddAgentCommands(app, global);
   devid::cli::AddServeCommands(app, global);
+  devid::cli::AddAdminCommands(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,8 +1,10 @@
-// `devid serve`: the CMS over HTTPS. This first part serves /healthz and
-// /metrics on its own TLS identity; the API (issue 5) is added on this server.
+// `devid serve`: the CMS over HTTPS: the REST API, CRL and OCSP, /healthz
+// and /metrics, on its own TLS identity.
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cms/api.h"
+#include "cms/openapi.h"
 #include "cms/revocation_service.h"
 #include "cms/server_tls.h"
 #include "http/server.h"
@@ -12,12 +14,23 @@ namespace devid::cli {
 void AddServeCommands(CLI::App& app, GlobalOptions& g) {
   struct Opts {
     std::string listen = "127.0.0.1:8443";
+    std::string public_url;
+    int session_minutes = 15;
+    int threads = 2;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* serve = app.add_subcommand(
-      "serve",
-      "The certificate management service over HTTPS (health, metrics, CRL and OCSP for now)");
+      "serve", "The certificate management service over HTTPS: REST API (/api/v1), CRL, OCSP");
   serve->add_option("--listen", o->listen, "ADDRESS:PORT to listen on (port 0: any free one)")
+      ->capture_default_str();
+  serve->add_option("--public-url", o->public_url,
+                    "Base URL clients reach this service at, for the CRL and OCSP URLs of CAs "
+                    "created through the API (default: https://ADDRESS:PORT)");
+  serve->add_option("--session-minutes", o->session_minutes, "Lifetime of login sessions")
+      ->check(CLI::Range(1, 24 * 60))
+      ->capture_default_str();
+  serve->add_option("--threads", o->threads, "Threads serving connections")
+      ->check(CLI::Range(1, 64))
       ->capture_default_str();
   serve->callback([o, &g] {
     Run(g, [&]() -> Status {
@@ -51,15 +64,25 @@ void AddServeCommands(CLI::App& app, GlobalOptions& g) {
       router.Add("GET", "/metrics", [&metrics](const http::Request&) {
         return http::Response{200, "text/plain; version=0.0.4", metrics.Render(), {}};
       });
-      cms::RevocationService revocation(hierarchy, &metrics);
+      cms::Backend backend(*db, hierarchy, &metrics);
+      cms::RevocationService revocation(backend);
       revocation.Register(router);
+      cms::Authenticator auth(*db, std::chrono::minutes(o->session_minutes));
+      cms::Api api(backend, auth, std::string(cms::OpenApiYaml()));
+      api.Register(router);
       http::ServerOptions options;
       options.address = listen.first;
       options.port = listen.second;
+      options.threads = o->threads;
       options.certificate_pem = tls.chain_pem;
       options.key_pem = tls.key_pem;
       options.access_log = [](const std::string& line) { std::cerr << line << std::endl; };
       DEVID_ASSIGN_OR_RETURN(auto server, http::Server::Start(options, router, &metrics));
+      std::string host =
+          listen.first.find(':') != std::string::npos ? "[" + listen.first + "]" : listen.first;
+      api.set_public_url(o->public_url.empty()
+                             ? "https://" + host + ":" + std::to_string(server->port())
+                             : o->public_url);
       std::cout << "devid serve: listening on https://" << listen.first << ":" << server->port()
                 << " (clients trust " << tls.ca_path << ")" << std::endl;
       server->Run(true);

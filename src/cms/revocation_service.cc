@@ -28,31 +28,26 @@ ca::SigningCa* RevocationService::Ca(const std::string& org, const std::string& 
     *error = http::JsonError(404, "not_found", "no such organization or CA");
     return nullptr;
   }
-  std::string key = org + "/" + name;
-  auto it = cas_.find(key);
-  if (it != cas_.end()) return it->second.get();
-  auto unlocked = hierarchy_.Unlock(org, name);
-  if (!unlocked.ok()) {
-    *error = unlocked.error().code == ErrorCode::kNotFound
+  auto ca = backend_.Ca(org, name, false);
+  if (!ca.ok()) {
+    *error = ca.error().code == ErrorCode::kNotFound
                  ? http::JsonError(404, "not_found", "no such organization or CA")
                  : http::JsonError(503, "ca_unavailable",
                                    "the CA cannot sign now (is its passphrase given?)");
     return nullptr;
   }
-  auto* ca = new ca::SigningCa(std::move(unlocked).value());
-  cas_[key].reset(ca);
-  return ca;
+  return *ca;
 }
 
 http::Response RevocationService::Ocsp(const std::string& org, const std::string& ca_name,
                                        ByteView request) {
-  std::lock_guard<std::mutex> lock(mu_);
+  auto lock = backend_.Lock();
   http::Response error;
   ca::SigningCa* ca = Ca(org, ca_name, &error);
   if (ca == nullptr) return error;
   auto response = ca->RespondOcsp(request);
   if (!response.ok()) return http::JsonError(500, "internal", "the OCSP response failed");
-  if (metrics_ != nullptr) metrics_->Increment("devid_ocsp_responses_total");
+  if (backend_.metrics() != nullptr) backend_.metrics()->Increment("devid_ocsp_responses_total");
   return Binary("application/ocsp-response", std::move(response).value());
 }
 
@@ -62,7 +57,7 @@ void RevocationService::Register(http::Router& router) {
     if (file.size() <= 4 || file.substr(file.size() - 4) != ".crl") {
       return http::JsonError(404, "not_found", "CRLs are at /crl/{org}/{ca}.crl");
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    auto lock = backend_.Lock();
     http::Response error;
     ca::SigningCa* ca = Ca(r.params.at("org"), file.substr(0, file.size() - 4), &error);
     if (ca == nullptr) return error;

@@ -64,4 +64,30 @@ std::optional<Bytes> Base64Decode(std::string_view text) {
   return out;
 }
 
+std::string Base64Encode(ByteView data, size_t line_length) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((data.size() + 2) / 3 * 4 + 2 * (data.size() / 48 + 1));
+  size_t column = 0;
+  auto put = [&](char c) {
+    if (line_length > 0 && column == line_length) {
+      out += "\r\n";
+      column = 0;
+    }
+    out.push_back(c);
+    ++column;
+  };
+  for (size_t i = 0; i < data.size(); i += 3) {
+    uint32_t n = static_cast<uint32_t>(data[i]) << 16;
+    if (i + 1 < data.size()) n |= static_cast<uint32_t>(data[i + 1]) << 8;
+    if (i + 2 < data.size()) n |= data[i + 2];
+    put(kAlphabet[(n >> 18) & 63]);
+    put(kAlphabet[(n >> 12) & 63]);
+    put(i + 1 < data.size() ? kAlphabet[(n >> 6) & 63] : '=');
+    put(i + 2 < data.size() ? kAlphabet[n & 63] : '=');
+  }
+  return out;
+}
+
 }  // namespace devid

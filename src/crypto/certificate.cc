@@ -271,6 +271,10 @@ Status CertificateBuilder::SetPublicKey(const CertificateRequest& csr) {
   return csr.public_key().CopyTo(X509_get_X509_PUBKEY(x509_.get()));
 }
 
+Status CertificateBuilder::SetPublicKey(const SubjectPublicKeyInfo& spki) {
+  return spki.CopyTo(X509_get_X509_PUBKEY(x509_.get()));
+}
+
 Status CertificateBuilder::SetPublicKey(const PrivateKey& key) {
   DEVID_ASSIGN_OR_RETURN(SubjectPublicKeyInfo spki, SubjectPublicKeyInfo::FromKey(key.get()));
   return spki.CopyTo(X509_get_X509_PUBKEY(x509_.get()));

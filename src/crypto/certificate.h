@@ -86,6 +86,7 @@ class CertificateBuilder {
   // Copies the request's SubjectPublicKeyInfo as it is (no key decode or re-encoding).
   Status SetPublicKey(const CertificateRequest& csr);
   Status SetPublicKey(const PrivateKey& key);
+  Status SetPublicKey(const SubjectPublicKeyInfo& spki);
 
   Status AddBasicConstraints(bool ca, std::optional<int> path_len);
   Status AddKeyUsage(const std::vector<KeyUsageBit>& bits);

@@ -9,6 +9,7 @@
 
 #include "core/time.h"
 #include "store/migrations.h"
+#include "store/postgres/postgres_store.h"
 
 namespace devid::store {
 
@@ -130,6 +131,74 @@ CertificateRecord ReadCertificate(const Statement& s) {
   return r;
 }
 
+constexpr std::string_view kUserColumns =
+    "id, username, password_hash, org_id, role, disabled, created_at";
+
+UserRecord ReadUser(const Statement& s) {
+  UserRecord r;
+  r.id = s.Int(0);
+  r.username = s.Text(1);
+  r.password_hash = s.Text(2);
+  if (!s.IsNull(3)) r.org_id = s.Int(3);
+  r.role = s.Text(4);
+  r.disabled = s.Int(5) != 0;
+  r.created_at = s.Int(6);
+  return r;
+}
+
+constexpr std::string_view kTokenColumns =
+    "id, kind, user_id, org_id, role, name, created_at, expires_at, revoked_at";
+
+TokenRecord ReadToken(const Statement& s) {
+  TokenRecord r;
+  r.id = s.Int(0);
+  r.kind = s.Text(1);
+  if (!s.IsNull(2)) r.user_id = s.Int(2);
+  if (!s.IsNull(3)) r.org_id = s.Int(3);
+  r.role = s.Text(4);
+  r.name = s.Text(5);
+  r.created_at = s.Int(6);
+  if (!s.IsNull(7)) r.expires_at = s.Int(7);
+  if (!s.IsNull(8)) r.revoked_at = s.Int(8);
+  return r;
+}
+
+constexpr std::string_view kTemplateColumns = "id, org_id, name, body, created_at, updated_at";
+
+TemplateRecord ReadTemplate(const Statement& s) {
+  return TemplateRecord{s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Int(4), s.Int(5)};
+}
+
+constexpr std::string_view kDeviceColumns =
+    "id, org_id, identifier, status, first_seen, last_seen, created_at";
+
+DeviceRecord ReadDevice(const Statement& s) {
+  DeviceRecord r;
+  r.id = s.Int(0);
+  r.org_id = s.Int(1);
+  r.identifier = s.Text(2);
+  r.status = s.Text(3);
+  if (!s.IsNull(4)) r.first_seen = s.Int(4);
+  if (!s.IsNull(5)) r.last_seen = s.Int(5);
+  r.created_at = s.Int(6);
+  return r;
+}
+
+AuditRecord ReadAudit(const Statement& s) {
+  AuditRecord r;
+  r.seq = s.Int(0);
+  r.at = s.Int(1);
+  if (!s.IsNull(2)) r.org_id = s.Int(2);
+  r.actor = s.Text(3);
+  r.action = s.Text(4);
+  r.target = s.Text(5);
+  r.outcome = s.Text(6);
+  r.detail = s.Text(7);
+  r.prev_hash = s.Text(8);
+  r.hash = s.Text(9);
+  return r;
+}
+
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(sqlite3* db) : db_(db) {}
@@ -229,11 +298,7 @@ class SqliteStore final : public Store {
                            Statement::Prepare(db_, "SELECT " + std::string(kCaColumns) +
                                                        " FROM cas WHERE org_id = ?1 ORDER BY id"));
     s.Bind(1, org_id);
-    std::vector<CaRecord> out;
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadCa(s));
-    if (rc != SQLITE_DONE) return DbError(db_, "listing CAs");
-    return out;
+    return CollectRows<CaRecord>(s, ReadCa, "listing CAs");
   }
 
   Result<CertificateRecord> InsertCertificate(int64_t org_id, const NewCertificate& cert) override {
@@ -280,6 +345,11 @@ class SqliteStore final : public Store {
                       "WHERE c.org_id = ?1";
     if (f.ca_id) sql += " AND c.ca_id = ?2";
     if (f.expires_before) sql += " AND c.not_after < ?3";
+    if (f.expires_after) sql += " AND c.not_after >= ?6";
+    if (f.template_name) sql += " AND c.template = ?7";
+    if (f.subject_contains) sql += " AND instr(c.subject, ?8) > 0";
+    if (f.serial_hex) sql += " AND c.serial_hex = ?9";
+    if (f.after_id > 0) sql += " AND c.id > ?10";
     switch (f.status) {
       case CertificateStatus::kAny:
         break;
@@ -300,6 +370,11 @@ class SqliteStore final : public Store {
     if (f.expires_before) s.Bind(3, *f.expires_before);
     s.Bind(4, f.now.value_or(NowUnix()));
     s.Bind(5, static_cast<int64_t>(f.limit));
+    if (f.expires_after) s.Bind(6, *f.expires_after);
+    if (f.template_name) s.Bind(7, *f.template_name);
+    if (f.subject_contains) s.Bind(8, *f.subject_contains);
+    if (f.serial_hex) s.Bind(9, *f.serial_hex);
+    if (f.after_id > 0) s.Bind(10, f.after_id);
     return Collect(s);
   }
 
@@ -334,6 +409,320 @@ class SqliteStore final : public Store {
       if (rc != SQLITE_DONE) return DbError(db_, "listing revocations");
       return out;
     });
+  }
+
+  Result<std::vector<Organization>> ListOrganizations() override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_, "SELECT id, name, created_at FROM organizations ORDER BY id"));
+    return CollectRows<Organization>(
+        s,
+        [](const Statement& row) -> Organization {
+          return {row.Int(0), row.Text(1), row.Int(2)};
+        },
+        "listing organizations");
+  }
+
+  Status SetCaDisabled(int64_t org_id, int64_t ca_id, bool disabled) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_, "UPDATE cas SET disabled = ?3 WHERE org_id = ?1 AND id = ?2"));
+    s.Bind(1, org_id).Bind(2, ca_id).Bind(3, static_cast<int64_t>(disabled ? 1 : 0));
+    return ExpectOneChange(s, "CA not found", "updating CA");
+  }
+
+  Result<UserRecord> CreateUser(const NewUser& u) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_,
+                           "INSERT INTO users (username, password_hash, org_id, role, created_at) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5)"));
+    int64_t now = NowUnix();
+    s.Bind(1, u.username).Bind(2, u.password_hash).Bind(4, u.role).Bind(5, now);
+    BindOptional(s, 3, u.org_id);
+    int rc = s.Step();
+    if (rc == SQLITE_CONSTRAINT) {
+      return MakeError(ErrorCode::kAlreadyExists, "user '" + u.username + "' already exists");
+    }
+    if (rc != SQLITE_DONE) return DbError(db_, "creating user");
+    return UserRecord{
+        sqlite3_last_insert_rowid(db_), u.username, u.password_hash, u.org_id, u.role, false, now};
+  }
+
+  Result<UserRecord> FindUserForLogin(const std::string& username) override {
+    DEVID_ASSIGN_OR_RETURN(Statement s,
+                           Statement::Prepare(db_, "SELECT " + std::string(kUserColumns) +
+                                                       " FROM users WHERE username = ?1"));
+    s.Bind(1, username);
+    int rc = s.Step();
+    if (rc == SQLITE_DONE) return MakeError(ErrorCode::kNotFound, "no such user");
+    if (rc != SQLITE_ROW) return DbError(db_, "reading user");
+    return ReadUser(s);
+  }
+
+  Result<std::vector<UserRecord>> ListUsers(std::optional<int64_t> org_id) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_, "SELECT " + std::string(kUserColumns) + " FROM users WHERE " +
+                                    (org_id ? "org_id = ?1" : "org_id IS NULL") + " ORDER BY id"));
+    if (org_id) s.Bind(1, *org_id);
+    return CollectRows<UserRecord>(s, ReadUser, "listing users");
+  }
+
+  Status SetUserDisabled(std::optional<int64_t> org_id, int64_t user_id, bool disabled) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_, std::string("UPDATE users SET disabled = ?3 WHERE id = ?2 AND ") +
+                                    (org_id ? "org_id = ?1" : "org_id IS NULL")));
+    if (org_id) s.Bind(1, *org_id);
+    s.Bind(2, user_id).Bind(3, static_cast<int64_t>(disabled ? 1 : 0));
+    return ExpectOneChange(s, "user not found", "updating user");
+  }
+
+  Result<TokenRecord> CreateToken(const NewToken& t) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_,
+                           "INSERT INTO tokens (secret_hash, kind, user_id, org_id, role, name, "
+                           "created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+    int64_t now = NowUnix();
+    s.Bind(1, t.secret_hash).Bind(2, t.kind).Bind(5, t.role).Bind(6, t.name).Bind(7, now);
+    BindOptional(s, 3, t.user_id);
+    BindOptional(s, 4, t.org_id);
+    BindOptional(s, 8, t.expires_at);
+    int rc = s.Step();
+    if (rc == SQLITE_CONSTRAINT) {
+      return MakeError(ErrorCode::kAlreadyExists, "token rejected by the store's constraints");
+    }
+    if (rc != SQLITE_DONE) return DbError(db_, "creating token");
+    return TokenRecord{sqlite3_last_insert_rowid(db_),
+                       t.kind,
+                       t.user_id,
+                       t.org_id,
+                       t.role,
+                       t.name,
+                       now,
+                       t.expires_at,
+                       std::nullopt};
+  }
+
+  Result<TokenRecord> FindToken(ByteView secret_hash) override {
+    static const std::string kSql =
+        "SELECT " + std::string(kTokenColumns) + " FROM tokens WHERE secret_hash = ?1";
+    DEVID_ASSIGN_OR_RETURN(Statement * s, Cached(kSql));
+    s->Bind(1, Bytes(secret_hash.begin(), secret_hash.end()));
+    int rc = s->Step();
+    Result<TokenRecord> out = MakeError(ErrorCode::kNotFound, "no such token");
+    if (rc == SQLITE_ROW) out = ReadToken(*s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) out = DbError(db_, "reading token");
+    s->Reset();
+    return out;
+  }
+
+  Result<std::vector<TokenRecord>> ListTokens(int64_t org_id) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s, Statement::Prepare(db_, "SELECT " + std::string(kTokenColumns) +
+                                                 " FROM tokens WHERE org_id = ?1 AND kind = 'api' "
+                                                 "ORDER BY id"));
+    s.Bind(1, org_id);
+    return CollectRows<TokenRecord>(s, ReadToken, "listing tokens");
+  }
+
+  Status RevokeToken(std::optional<int64_t> org_id, int64_t token_id, int64_t at) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_, std::string("UPDATE tokens SET revoked_at = ?3 WHERE id = ?2 AND "
+                                            "revoked_at IS NULL AND ") +
+                                    (org_id ? "org_id = ?1" : "org_id IS NULL")));
+    if (org_id) s.Bind(1, *org_id);
+    s.Bind(2, token_id).Bind(3, at);
+    return ExpectOneChange(s, "token not found or already revoked", "revoking token");
+  }
+
+  Result<TemplateRecord> CreateTemplate(int64_t org_id, const std::string& name,
+                                        const std::string& json) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_,
+                           "INSERT INTO templates (org_id, name, body, created_at, updated_at) "
+                           "VALUES (?1, ?2, ?3, ?4, ?4)"));
+    int64_t now = NowUnix();
+    s.Bind(1, org_id).Bind(2, name).Bind(3, json).Bind(4, now);
+    int rc = s.Step();
+    if (rc == SQLITE_CONSTRAINT) {
+      return MakeError(ErrorCode::kAlreadyExists, "template '" + name + "' already exists");
+    }
+    if (rc != SQLITE_DONE) return DbError(db_, "creating template");
+    return TemplateRecord{sqlite3_last_insert_rowid(db_), org_id, name, json, now, now};
+  }
+
+  Result<TemplateRecord> UpdateTemplate(int64_t org_id, const std::string& name,
+                                        const std::string& json) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(
+            db_,
+            "UPDATE templates SET body = ?3, updated_at = ?4 WHERE org_id = ?1 AND name = ?2"));
+    s.Bind(1, org_id).Bind(2, name).Bind(3, json).Bind(4, NowUnix());
+    DEVID_TRY(ExpectOneChange(s, "template '" + name + "' does not exist", "updating template"));
+    return GetTemplate(org_id, name);
+  }
+
+  Status DeleteTemplate(int64_t org_id, const std::string& name) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_, "DELETE FROM templates WHERE org_id = ?1 AND name = ?2"));
+    s.Bind(1, org_id).Bind(2, name);
+    return ExpectOneChange(s, "template '" + name + "' does not exist", "deleting template");
+  }
+
+  Result<TemplateRecord> GetTemplate(int64_t org_id, const std::string& name) override {
+    DEVID_ASSIGN_OR_RETURN(Statement s,
+                           Statement::Prepare(db_, "SELECT " + std::string(kTemplateColumns) +
+                                                       " FROM templates WHERE org_id = ?1 AND "
+                                                       "name = ?2"));
+    s.Bind(1, org_id).Bind(2, name);
+    int rc = s.Step();
+    if (rc == SQLITE_DONE) {
+      return MakeError(ErrorCode::kNotFound, "template '" + name + "' does not exist");
+    }
+    if (rc != SQLITE_ROW) return DbError(db_, "reading template");
+    return ReadTemplate(s);
+  }
+
+  Result<std::vector<TemplateRecord>> ListTemplates(int64_t org_id) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_, "SELECT " + std::string(kTemplateColumns) +
+                                    " FROM templates WHERE org_id = ?1 ORDER BY name"));
+    s.Bind(1, org_id);
+    return CollectRows<TemplateRecord>(s, ReadTemplate, "listing templates");
+  }
+
+  Result<DeviceRecord> CreateDevice(int64_t org_id, const std::string& identifier) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_,
+                           "INSERT INTO devices (org_id, identifier, status, created_at) "
+                           "VALUES (?1, ?2, 'active', ?3)"));
+    int64_t now = NowUnix();
+    s.Bind(1, org_id).Bind(2, identifier).Bind(3, now);
+    int rc = s.Step();
+    if (rc == SQLITE_CONSTRAINT) {
+      return MakeError(ErrorCode::kAlreadyExists, "device '" + identifier + "' already exists");
+    }
+    if (rc != SQLITE_DONE) return DbError(db_, "creating device");
+    return DeviceRecord{sqlite3_last_insert_rowid(db_),
+                        org_id,
+                        identifier,
+                        "active",
+                        std::nullopt,
+                        std::nullopt,
+                        now};
+  }
+
+  Result<DeviceRecord> GetDevice(int64_t org_id, const std::string& identifier) override {
+    DEVID_ASSIGN_OR_RETURN(Statement s,
+                           Statement::Prepare(db_, "SELECT " + std::string(kDeviceColumns) +
+                                                       " FROM devices WHERE org_id = ?1 AND "
+                                                       "identifier = ?2"));
+    s.Bind(1, org_id).Bind(2, identifier);
+    int rc = s.Step();
+    if (rc == SQLITE_DONE) {
+      return MakeError(ErrorCode::kNotFound, "device '" + identifier + "' does not exist");
+    }
+    if (rc != SQLITE_ROW) return DbError(db_, "reading device");
+    return ReadDevice(s);
+  }
+
+  Result<std::vector<DeviceRecord>> ListDevices(int64_t org_id) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s, Statement::Prepare(db_, "SELECT " + std::string(kDeviceColumns) +
+                                                 " FROM devices WHERE org_id = ?1 ORDER BY id"));
+    s.Bind(1, org_id);
+    return CollectRows<DeviceRecord>(s, ReadDevice, "listing devices");
+  }
+
+  Status SetDeviceStatus(int64_t org_id, const std::string& identifier,
+                         const std::string& status) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_,
+                           "UPDATE devices SET status = ?3 WHERE org_id = ?1 AND identifier = ?2"));
+    s.Bind(1, org_id).Bind(2, identifier).Bind(3, status);
+    int rc = s.Step();
+    if (rc == SQLITE_CONSTRAINT) {
+      return MakeError(ErrorCode::kInvalidInput, "a device status is 'active' or 'disabled'");
+    }
+    if (rc != SQLITE_DONE) return DbError(db_, "updating device");
+    if (sqlite3_changes(db_) != 1) {
+      return MakeError(ErrorCode::kNotFound, "device '" + identifier + "' does not exist");
+    }
+    return {};
+  }
+
+  Result<DeviceRecord> TouchDevice(int64_t org_id, const std::string& identifier,
+                                   int64_t at) override {
+    return InTransaction([&]() -> Result<DeviceRecord> {
+      DEVID_ASSIGN_OR_RETURN(
+          Statement s,
+          Statement::Prepare(
+              db_,
+              "INSERT INTO devices (org_id, identifier, status, first_seen, last_seen, created_at) "
+              "VALUES (?1, ?2, 'active', ?3, ?3, ?3) ON CONFLICT (org_id, identifier) DO UPDATE "
+              "SET last_seen = ?3, first_seen = coalesce(devices.first_seen, ?3)"));
+      s.Bind(1, org_id).Bind(2, identifier).Bind(3, at);
+      if (s.Step() != SQLITE_DONE) return DbError(db_, "recording device connection");
+      return GetDevice(org_id, identifier);
+    });
+  }
+
+  Result<AuditRecord> AppendAudit(
+      AuditRecord record, const std::function<std::string(const AuditRecord&)>& link) override {
+    return InTransaction([&]() -> Result<AuditRecord> {
+      DEVID_ASSIGN_OR_RETURN(AuditHead head, GetAuditHead());
+      record.seq = head.seq + 1;
+      record.prev_hash = head.hash;
+      record.hash = link(record);
+      DEVID_ASSIGN_OR_RETURN(
+          Statement s,
+          Statement::Prepare(db_,
+                             "INSERT INTO audit (seq, at, org_id, actor, action, target, outcome, "
+                             "detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                             "?9, ?10)"));
+      s.Bind(1, record.seq).Bind(2, record.at).Bind(4, record.actor).Bind(5, record.action);
+      s.Bind(6, record.target).Bind(7, record.outcome).Bind(8, record.detail);
+      s.Bind(9, record.prev_hash).Bind(10, record.hash);
+      BindOptional(s, 3, record.org_id);
+      if (s.Step() != SQLITE_DONE) return DbError(db_, "appending audit record");
+      DEVID_ASSIGN_OR_RETURN(
+          Statement h,
+          Statement::Prepare(db_, "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1"));
+      h.Bind(1, record.seq).Bind(2, record.hash);
+      DEVID_TRY(ExpectOneChange(h, "the audit head is missing", "advancing audit head"));
+      return record;
+    });
+  }
+
+  Result<std::vector<AuditRecord>> ListAudit(std::optional<int64_t> org_id, int64_t after_seq,
+                                             size_t limit) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_,
+                           "SELECT seq, at, org_id, actor, action, target, outcome, detail, "
+                           "prev_hash, hash FROM audit WHERE seq > ?2" +
+                               std::string(org_id ? " AND org_id = ?1" : "") +
+                               " ORDER BY seq LIMIT ?3"));
+    if (org_id) s.Bind(1, *org_id);
+    s.Bind(2, after_seq).Bind(3, static_cast<int64_t>(limit));
+    return CollectRows<AuditRecord>(s, ReadAudit, "reading audit records");
+  }
+
+  Result<AuditHead> GetAuditHead() override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s, Statement::Prepare(db_, "SELECT seq, hash FROM audit_head WHERE id = 1"));
+    if (s.Step() != SQLITE_ROW) return DbError(db_, "reading the audit head");
+    return AuditHead{s.Int(0), s.Text(1)};
   }
 
  private:
@@ -484,6 +873,31 @@ class SqliteStore final : public Store {
     return {};
   }
 
+  static void BindOptional(Statement& s, int i, const std::optional<int64_t>& v) {
+    if (v) {
+      s.Bind(i, *v);
+    } else {
+      s.BindNull(i);
+    }
+  }
+
+  // Every row of a query, each read by `read`.
+  template <typename T, typename Read>
+  Result<std::vector<T>> CollectRows(Statement& s, Read&& read, const char* what) {
+    std::vector<T> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(read(s));
+    if (rc != SQLITE_DONE) return DbError(db_, what);
+    return out;
+  }
+
+  // Steps an UPDATE or DELETE that must touch exactly one row.
+  Status ExpectOneChange(Statement& s, const std::string& not_found, const std::string& what) {
+    if (s.Step() != SQLITE_DONE) return DbError(db_, what);
+    if (sqlite3_changes(db_) != 1) return MakeError(ErrorCode::kNotFound, not_found);
+    return {};
+  }
+
   // A statement prepared once on this connection, reset for each use.
   Result<Statement*> Cached(const std::string& sql) {
     auto it = cached_.find(sql);
@@ -496,11 +910,7 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<CertificateRecord>> Collect(Statement& s) {
-    std::vector<CertificateRecord> out;
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadCertificate(s));
-    if (rc != SQLITE_DONE) return DbError(db_, "reading certificates");
-    return out;
+    return CollectRows<CertificateRecord>(s, ReadCertificate, "reading certificates");
   }
 
   sqlite3* db_;
@@ -530,11 +940,8 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, Durabili
 Result<std::unique_ptr<Store>> OpenStore(const std::string& url, Durability durability) {
   std::string_view u(url);
   if (u.starts_with("sqlite:")) return OpenSqliteStore(std::string(u.substr(7)), durability);
-  if (u.starts_with("postgresql:") || u.starts_with("postgres:")) {
-    return MakeError(
-        ErrorCode::kInvalidInput,
-        "the PostgreSQL backend is not built yet (it arrives with `devid serve`); use sqlite:PATH");
-  }
+  // PostgreSQL commits are always durable: `durability` does not apply.
+  if (u.starts_with("postgresql:") || u.starts_with("postgres:")) return OpenPostgresStore(url);
   return OpenSqliteStore(url, durability);
 }
 

@@ -1,0 +1,68 @@
+// The CMS REST API under /api/v1 (docs/openapi.yaml): organizations, users,
+// tokens, CAs, templates, certificates, devices, audit. Every request is
+// authenticated (bearer token), checked for organization and role, and
+// recorded in the audit chain, denials included.
+#pragma once
+
+#include <string>
+
+#include "cms/auth.h"
+#include "cms/backend.h"
+#include "http/server.h"
+
+namespace devid::cms {
+
+// What a role may do. An organization-scoped caller acts only in its own
+// organization; a system admin acts in every one.
+enum class Action {
+  kOrgCreate,
+  kOrgRead,
+  kUserManage,
+  kTokenManage,
+  kCaRead,
+  kCaManage,
+  kTemplateRead,
+  kTemplateManage,
+  kCertificateRead,
+  kCertificateIssue,   // from a CSR: also what device enrolment does
+  kCertificateManage,  // revoke, renew, re-key, batches
+  kDeviceRead,
+  kDeviceManage,
+  kAuditRead,
+};
+
+bool RoleAllows(Role role, Action action);
+
+class Api {
+ public:
+  Api(Backend& backend, Authenticator& auth, std::string openapi_yaml)
+      : backend_(backend), auth_(auth), openapi_(std::move(openapi_yaml)) {}
+  void Register(http::Router& router);
+  // The base URL relying parties reach this service at: CAs created through
+  // the API put their CRL and OCSP URLs under it.
+  void set_public_url(std::string url) { public_url_ = std::move(url); }
+
+  // The caller of `request` for `action` in the organization named by the
+  // route's {org} (if any); an error response otherwise (401/403/404), audited.
+  // Public for EST, which shares the checks.
+  struct Caller {
+    Principal principal;
+    std::optional<store::Organization> org;
+  };
+  Result<Caller> Authorize(const http::Request& request, Action action, std::string_view what,
+                           http::Response* denial);
+
+ private:
+  // The organization's stored template, else a built-in (or home) one.
+  Result<ca::CertificateProfile> Profile(int64_t org_id, const std::string& name);
+
+  Backend& backend_;
+  Authenticator& auth_;
+  std::string openapi_;
+  std::string public_url_;
+};
+
+// A store or engine error as the HTTP answer it deserves.
+http::Response ErrorResponse(const Error& error);
+
+}  // namespace devid::cms
