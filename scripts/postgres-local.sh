@@ -70,6 +70,10 @@ start() {
     cat "$dir/url"
     return
   fi
+  # A server left behind by an interrupted run: stopped before its files go.
+  if [ -f "$c/data/postmaster.pid" ]; then
+    pg_ctl -D "$c/data" -m immediate -w -t 20 stop >/dev/null 2>&1 || true
+  fi
   rm -rf "$c/data" "$c/run" "$dir/url"
   "${run_as[@]}" mkdir -p "$c/run"
   if ! timeout 120 "${run_as[@]}" "$pg_bin/initdb" -D "$c/data" -U "$db_user" -A trust -E UTF8 \

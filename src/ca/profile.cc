@@ -116,7 +116,12 @@ bool Contains(const std::vector<std::string>& v, const std::string& s) {
 std::vector<std::string> Strings(const json& j, const char* key) {
   std::vector<std::string> out;
   if (!j.contains(key)) return out;
-  for (const auto& item : j.at(key)) out.push_back(item.get<std::string>());
+  const json& list = j.at(key);
+  // A lone string or an object would iterate too: only a list is a list.
+  if (!list.is_array()) {
+    throw json::type_error::create(302, std::string("'") + key + "' must be a list", &list);
+  }
+  for (const auto& item : list) out.push_back(item.get<std::string>());
   return out;
 }
 

@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "cms/api.h"
+#include "cms/est_service.h"
 #include "cms/openapi.h"
 #include "cms/revocation_service.h"
 #include "cms/server_tls.h"
@@ -17,6 +18,7 @@ void AddServeCommands(CLI::App& app, GlobalOptions& g) {
     std::string public_url;
     int session_minutes = 15;
     int threads = 2;
+    std::string est_template = "device";
   };
   auto o = std::make_shared<Opts>();
   CLI::App* serve = app.add_subcommand(
@@ -28,6 +30,10 @@ void AddServeCommands(CLI::App& app, GlobalOptions& g) {
                     "created through the API (default: https://ADDRESS:PORT)");
   serve->add_option("--session-minutes", o->session_minutes, "Lifetime of login sessions")
       ->check(CLI::Range(1, 24 * 60))
+      ->capture_default_str();
+  serve
+      ->add_option("--est-template", o->est_template,
+                   "Template EST simpleenroll and serverkeygen issue under")
       ->capture_default_str();
   serve->add_option("--threads", o->threads, "Threads serving connections")
       ->check(CLI::Range(1, 64))
@@ -70,10 +76,14 @@ void AddServeCommands(CLI::App& app, GlobalOptions& g) {
       cms::Authenticator auth(*db, std::chrono::minutes(o->session_minutes));
       cms::Api api(backend, auth, std::string(cms::OpenApiYaml()));
       api.Register(router);
+      cms::EstService est(backend, api, o->est_template);
+      est.Register(router);
       http::ServerOptions options;
       options.address = listen.first;
       options.port = listen.second;
       options.threads = o->threads;
+      // EST re-enrolment authenticates with the client's current certificate.
+      options.request_client_certificate = true;
       options.certificate_pem = tls.chain_pem;
       options.key_pem = tls.key_pem;
       options.access_log = [](const std::string& line) { std::cerr << line << std::endl; };

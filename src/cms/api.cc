@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 
 #include "cms/audit.h"
@@ -24,6 +25,8 @@ http::Response Json(int status, const json& j) {
 // Names that appear in URLs: organizations, CAs, templates, users, devices.
 bool ValidName(std::string_view s, size_t max = 64) {
   if (s.empty() || s.size() > max) return false;
+  // "." and ".." are path segments clients remove: such a name could not be addressed.
+  if (s.find_first_not_of('.') == std::string_view::npos) return false;
   for (char c : s) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
           c == '@')) {
@@ -39,8 +42,7 @@ Error BadInput(std::string message) {
 
 // The JSON object of a request body; 415 for another content type.
 Result<json> ParseBody(const http::Request& r) {
-  std::string type = r.Header("content-type");
-  if (type.substr(0, type.find(';')) != "application/json") {
+  if (!http::HasMediaType(r, "application/json")) {
     return MakeError(ErrorCode::kInvalidInput, "unsupported_media_type");
   }
   json j = json::parse(r.body, nullptr, false);
@@ -275,19 +277,30 @@ Result<Api::Caller> Api::Authorize(const http::Request& r, Action action, std::s
     return MakeError(ErrorCode::kAuth, message);
   };
   std::string header = r.Header("authorization");
-  if (!header.starts_with("Bearer ")) {
-    denial->headers.push_back({"WWW-Authenticate", "Bearer"});
-    auto e = deny(401, "unauthenticated", "a bearer token is required", "anonymous", {});
-    denial->headers.push_back({"WWW-Authenticate", "Bearer"});
-    return e;
+  Result<Principal> principal = MakeError(ErrorCode::kAuth, "a bearer token is required");
+  // RFC 9110 §11.1: the scheme is case-insensitive.
+  std::string scheme = header.substr(0, header.find(' '));
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  if (scheme == "bearer" && header.size() > 7) {
+    principal = auth_.Authenticate(std::string_view(header).substr(7), NowUnix());
+  } else if (scheme == "basic" && header.size() > 6) {
+    // RFC 7617; EST clients (RFC 7030 §3.2.3) authenticate this way.
+    auto decoded = Base64Decode(std::string_view(header).substr(6));
+    std::string_view text = decoded ? AsString(*decoded) : std::string_view();
+    size_t colon = text.find(':');
+    principal = colon == std::string_view::npos
+                    ? Result<Principal>(MakeError(ErrorCode::kAuth, "malformed basic credentials"))
+                    : auth_.AuthenticatePassword(text.substr(0, colon), text.substr(colon + 1));
   }
-  auto principal = auth_.Authenticate(std::string_view(header).substr(7), NowUnix());
   if (!principal.ok()) {
     if (principal.error().code != ErrorCode::kAuth) {
       *denial = ErrorResponse(principal.error());
       return principal.error();
     }
-    return deny(401, "unauthenticated", principal.error().message, "anonymous", {});
+    auto e = deny(401, "unauthenticated", principal.error().message, "anonymous", {});
+    denial->headers.push_back({"WWW-Authenticate", "Bearer, Basic realm=\"devid\""});
+    return e;
   }
   Caller caller{std::move(principal).value(), std::nullopt};
   const Principal& p = caller.principal;
@@ -327,32 +340,30 @@ Result<ca::CertificateProfile> Api::Profile(int64_t org_id, const std::string& n
   return builtin;
 }
 
+http::Handler Api::Guard(Action action, std::string name, Body body) {
+  return [this, action, name = std::move(name), body = std::move(body)](const http::Request& r) {
+    auto lock = backend_.Lock();
+    http::Response denial;
+    auto caller = Authorize(r, action, name, &denial);
+    if (!caller.ok()) return denial;
+    std::string target;
+    Result<http::Response> out = body(r, *caller, target);
+    std::optional<int64_t> org_id =
+        caller->org ? std::optional<int64_t>(caller->org->id) : caller->principal.org_id;
+    auto audited = AppendAudit(
+        backend_.store(), {org_id, caller->principal.actor, name, target.empty() ? r.path : target,
+                           out.ok() ? "ok" : "failed", out.ok() ? "" : out.error().message});
+    if (!out.ok()) return ErrorResponse(out.error());
+    // An operation that cannot be audited is not reported as done.
+    if (!audited.ok()) return ErrorResponse(audited.error());
+    return std::move(out).value();
+  };
+}
+
 void Api::Register(http::Router& router) {
-  // Every authenticated endpoint: lock, authorize, run, audit the outcome.
-  using Body =
-      std::function<Result<http::Response>(const http::Request&, Caller&, std::string& target)>;
   auto add = [this, &router](const char* method, const std::string& pattern, Action action,
                              std::string name, Body body) {
-    router.Add(
-        method, "/api/v1" + pattern,
-        [this, action, name = std::move(name), body = std::move(body)](const http::Request& r) {
-          auto lock = backend_.Lock();
-          http::Response denial;
-          auto caller = Authorize(r, action, name, &denial);
-          if (!caller.ok()) return denial;
-          std::string target;
-          Result<http::Response> out = body(r, *caller, target);
-          std::optional<int64_t> org_id =
-              caller->org ? std::optional<int64_t>(caller->org->id) : caller->principal.org_id;
-          auto audited =
-              AppendAudit(backend_.store(),
-                          {org_id, caller->principal.actor, name, target.empty() ? r.path : target,
-                           out.ok() ? "ok" : "failed", out.ok() ? "" : out.error().message});
-          if (!out.ok()) return ErrorResponse(out.error());
-          // An operation that cannot be audited is not reported as done.
-          if (!audited.ok()) return ErrorResponse(audited.error());
-          return std::move(out).value();
-        });
+    router.Add(method, "/api/v1" + pattern, Guard(action, std::move(name), std::move(body)));
   };
   store::Store& db = backend_.store();
   ca::Hierarchy& hierarchy = backend_.hierarchy();
@@ -803,7 +814,11 @@ void Api::Register(http::Router& router) {
                                    std::string& target) -> Result<http::Response> {
         DEVID_ASSIGN_OR_RETURN(json body, ParseBody(r));
         DEVID_ASSIGN_OR_RETURN(std::string csr_pem, Field(body, "csr", 64 * 1024));
-        bool revoke_old = body.value("revoke_old", false);
+        auto revoke_flag = body.find("revoke_old");
+        if (revoke_flag != body.end() && !revoke_flag->is_boolean()) {
+          return BadInput("field 'revoke_old' must be true or false");
+        }
+        bool revoke_old = revoke_flag != body.end() && revoke_flag->get<bool>();
         std::vector<store::CaRecord> cas;
         DEVID_ASSIGN_OR_RETURN(store::CertificateRecord cert, find_one(r, c, cas));
         target = "certificate:" + cert.serial_hex;

@@ -52,10 +52,17 @@ class Api {
   Result<Caller> Authorize(const http::Request& request, Action action, std::string_view what,
                            http::Response* denial);
 
- private:
+  // A handler that locks the backend, authorizes the caller for `action`,
+  // runs `body` and appends its outcome to the audit chain as `name` on
+  // `target` (which the body sets).
+  using Body =
+      std::function<Result<http::Response>(const http::Request&, Caller&, std::string& target)>;
+  http::Handler Guard(Action action, std::string name, Body body);
+
   // The organization's stored template, else a built-in (or home) one.
   Result<ca::CertificateProfile> Profile(int64_t org_id, const std::string& name);
 
+ private:
   Backend& backend_;
   Authenticator& auth_;
   std::string openapi_;

@@ -48,7 +48,8 @@ Result<std::string> Authenticator::NewSecret() {
   return secret;
 }
 
-Result<NewTokenSecret> Authenticator::Login(std::string_view username, std::string_view password) {
+Result<store::UserRecord> Authenticator::CheckPassword(std::string_view username,
+                                                       std::string_view password) {
   // A hash to check against when the user does not exist, so that the answer
   // takes as long as for a real user.
   static const std::string kDummy = HashPassword("devid-no-such-user-password").value();
@@ -63,14 +64,32 @@ Result<NewTokenSecret> Authenticator::Login(std::string_view username, std::stri
     return Denied();
   }
   if (!VerifyPassword(password, user->password_hash) || user->disabled) return Denied();
+  return user;
+}
+
+Result<Principal> Authenticator::AuthenticatePassword(std::string_view username,
+                                                      std::string_view password) {
+  DEVID_ASSIGN_OR_RETURN(store::UserRecord user, CheckPassword(username, password));
+  auto role = ParseRole(user.role);
+  if (!role) return Denied();
+  Principal p;
+  p.actor = "user:" + user.username;
+  p.role = *role;
+  p.org_id = user.org_id;
+  p.user_id = user.id;
+  return p;
+}
+
+Result<NewTokenSecret> Authenticator::Login(std::string_view username, std::string_view password) {
+  DEVID_ASSIGN_OR_RETURN(store::UserRecord user, CheckPassword(username, password));
   DEVID_ASSIGN_OR_RETURN(std::string secret, NewSecret());
   store::NewToken token;
   token.secret_hash = HashSecret(secret);
   token.kind = "session";
-  token.user_id = user->id;
-  token.org_id = user->org_id;
-  token.role = user->role;
-  token.name = "session of " + user->username;
+  token.user_id = user.id;
+  token.org_id = user.org_id;
+  token.role = user.role;
+  token.name = "session of " + user.username;
   token.expires_at = NowUnix() + session_lifetime_.count();
   DEVID_ASSIGN_OR_RETURN(store::TokenRecord record, store_.CreateToken(token));
   return NewTokenSecret{std::move(secret), std::move(record)};

@@ -43,6 +43,9 @@ class Authenticator {
   // kAuth with one message for every failure: unknown user, wrong password,
   // disabled user (no account enumeration; an unknown name costs a hash too).
   Result<NewTokenSecret> Login(std::string_view username, std::string_view password);
+  // HTTP basic authentication (EST clients): the user's principal without a
+  // session. The same single kAuth answer as Login for every failure.
+  Result<Principal> AuthenticatePassword(std::string_view username, std::string_view password);
   // The principal a bearer token stands for; kAuth when it is unknown,
   // expired or revoked, or its user was disabled.
   Result<Principal> Authenticate(std::string_view bearer_token, int64_t now);
@@ -54,6 +57,7 @@ class Authenticator {
 
  private:
   Result<std::string> NewSecret();
+  Result<store::UserRecord> CheckPassword(std::string_view username, std::string_view password);
 
   store::Store& store_;
   std::chrono::seconds session_lifetime_;

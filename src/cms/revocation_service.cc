@@ -67,7 +67,7 @@ void RevocationService::Register(http::Router& router) {
     return Binary("application/pkix-crl", std::move(der).value());
   });
   router.Add("POST", "/ocsp/{org}/{ca}", [this](const http::Request& r) {
-    if (r.Header("content-type") != "application/ocsp-request") {
+    if (!http::HasMediaType(r, "application/ocsp-request")) {
       return http::JsonError(415, "unsupported_media_type",
                              "an OCSP request is sent as application/ocsp-request");
     }

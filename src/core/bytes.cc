@@ -72,7 +72,7 @@ std::string Base64Encode(ByteView data, size_t line_length) {
   size_t column = 0;
   auto put = [&](char c) {
     if (line_length > 0 && column == line_length) {
-      out += "\r\n";
+      out.push_back('\n');
       column = 0;
     }
     out.push_back(c);

@@ -5,11 +5,13 @@
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/cms.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/ocsp.h>
 #include <openssl/pkcs12.h>
+#include <openssl/pkcs7.h>
 #include <openssl/ssl.h>
 #include <openssl/store.h>
 #include <openssl/x509.h>
@@ -93,6 +95,9 @@ DEVID_MAKE_DELETER(X509_ALGOR, X509_ALGOR_free)
 DEVID_MAKE_DELETER(X509_ATTRIBUTE, X509_ATTRIBUTE_free)
 DEVID_MAKE_DELETER(X509_PUBKEY, X509_PUBKEY_free)
 DEVID_MAKE_DELETER(X509_CRL, X509_CRL_free)
+DEVID_MAKE_DELETER(PKCS7, PKCS7_free)
+DEVID_MAKE_DELETER(PKCS12, PKCS12_free)
+DEVID_MAKE_DELETER(CMS_ContentInfo, CMS_ContentInfo_free)
 DEVID_MAKE_DELETER(X509_EXTENSION, X509_EXTENSION_free)
 DEVID_MAKE_DELETER(X509_NAME, X509_NAME_free)
 DEVID_MAKE_DELETER(X509_REQ, X509_REQ_free)

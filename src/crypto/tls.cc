@@ -179,4 +179,17 @@ Result<TlsSessionInfo> TlsHandshake(const TlsClientOptions& o, const std::string
   return info;
 }
 
+std::optional<Bytes> PeerCertificateDer(SSL* ssl) {
+  UniquePtr<X509> peer(SSL_get1_peer_certificate(ssl));
+  if (!peer) return std::nullopt;
+  unsigned char* out = nullptr;
+  int len = i2d_X509(peer.get(), &out);
+  if (len <= 0) {
+    ClearOpenSslErrors();
+    return std::nullopt;
+  }
+  UniquePtr<unsigned char> owned(out);
+  return Bytes(out, out + len);
+}
+
 }  // namespace devid::crypto

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,5 +54,9 @@ Result<UniquePtr<OSSL_LIB_CTX>> NewLibraryContext();
 // kVerification and says why.
 Result<TlsSessionInfo> TlsHandshake(const TlsClientOptions& options, const std::string& host,
                                     uint16_t port);
+
+// The DER of the certificate the peer of `ssl` presented, if any (not verified
+// here: a server that asks for client certificates checks them itself).
+std::optional<Bytes> PeerCertificateDer(SSL* ssl);
 
 }  // namespace devid::crypto

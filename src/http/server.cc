@@ -10,6 +10,8 @@
 #include <optional>
 #include <thread>
 
+#include "crypto/tls.h"
+
 namespace devid::http {
 
 namespace beast = boost::beast;
@@ -68,6 +70,13 @@ std::optional<std::string> PercentDecode(std::string_view s, bool plus_is_space)
 std::string Request::Header(std::string_view name) const {
   auto it = headers.find(Lower(name));
   return it == headers.end() ? std::string() : it->second;
+}
+
+bool HasMediaType(const Request& request, std::string_view media_type) {
+  std::string type = Lower(request.Header("content-type"));
+  type = type.substr(0, type.find(';'));
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.pop_back();
+  return type == Lower(media_type);
 }
 
 Response JsonError(int status, std::string_view code, std::string_view message) {
@@ -153,11 +162,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Run() {
     beast::get_lowest_layer(stream_).expires_after(server_->options.read_timeout);
-    stream_.async_handshake(ssl::stream_base::server,
-                            [self = shared_from_this()](beast::error_code ec) {
-                              if (ec) return;  // not TLS, or too slow: dropped
-                              self->Read(true);
-                            });
+    stream_.async_handshake(
+        ssl::stream_base::server, [self = shared_from_this()](beast::error_code ec) {
+          if (ec) return;  // not TLS, or too slow: dropped
+          self->client_certificate_ = crypto::PeerCertificateDer(self->stream_.native_handle());
+          self->Read(true);
+        });
   }
 
  private:
@@ -216,6 +226,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     req.body = std::move(raw.body());
     req.peer = peer_;
+    req.client_certificate = client_certificate_;
     bool keep_alive = raw.keep_alive() && !server_->stopping;
     std::string route = "(none)";
     Response res = bad_query ? JsonError(400, "bad_request", "the query string is malformed")
@@ -274,6 +285,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Server::Impl* server_;
   std::string peer_;
+  std::optional<Bytes> client_certificate_;
 };
 
 }  // namespace
@@ -281,7 +293,13 @@ class Session : public std::enable_shared_from_this<Session> {
 void Server::Impl::Accept() {
   acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-    if (!ec) std::make_shared<Session>(std::move(socket), this)->Run();
+    if (!ec) {
+      // Responses go out in one write; without this, Nagle's algorithm and the
+      // client's delayed ACK add ~40 ms to every keep-alive exchange.
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      std::make_shared<Session>(std::move(socket), this)->Run();
+    }
     Accept();
   });
 }
@@ -306,6 +324,15 @@ Result<std::unique_ptr<Server>> Server::Start(ServerOptions options, const Route
   if (ec)
     return MakeError(ErrorCode::kInvalidInput,
                      "the server's TLS certificate or key: " + ec.message());
+  if (impl->options.request_client_certificate) {
+    // Any certificate is taken at this layer; the handlers that rely on it
+    // (EST re-enrolment) verify it against the CA that issued it.
+    impl->tls.set_verify_mode(ssl::verify_peer);
+    impl->tls.set_verify_callback([](bool, ssl::verify_context&) { return true; });
+    // Sessions are resumed only within the same client identity context.
+    SSL_CTX_set_session_id_context(impl->tls.native_handle(),
+                                   reinterpret_cast<const unsigned char*>("devid"), 5);
+  }
   // TLS 1.2 and 1.3 only.
   impl->tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                         ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/bytes.h"
 #include "core/result.h"
 #include "http/metrics.h"
 
@@ -29,6 +30,9 @@ struct Request {
   std::map<std::string, std::string> params;   // from the route pattern ("{org}")
   std::string body;
   std::string peer;  // "ADDRESS:PORT"
+  // The client's TLS certificate (DER), when it sent one; not verified by the
+  // server layer: handlers that use it check it against their own trust.
+  std::optional<Bytes> client_certificate;
   std::string Header(std::string_view name) const;
 };
 
@@ -42,6 +46,10 @@ struct Response {
 // RFC 3986 percent-decoding; `plus_is_space` for query components
 // (application/x-www-form-urlencoded). nullopt when malformed.
 std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_space);
+
+// True when the request's Content-Type is `media_type` (compared without
+// case, parameters such as "; charset=utf-8" ignored).
+bool HasMediaType(const Request& request, std::string_view media_type);
 
 // DESIGN §6: every error is {"error": {"code", "message"}} with its status.
 Response JsonError(int status, std::string_view code, std::string_view message);
@@ -72,6 +80,8 @@ struct ServerOptions {
   std::string certificate_pem;  // the server's chain, leaf first
   std::string key_pem;          // its private key (PKCS#8 PEM)
   size_t body_limit = 1 << 20;
+  // Ask clients for a certificate (optional: a client without one still connects).
+  bool request_client_certificate = false;
   std::chrono::seconds read_timeout{30};  // a request must arrive whole within it
   std::chrono::seconds idle_timeout{60};  // keep-alive without a request
   int threads = 2;

@@ -838,13 +838,18 @@ class PostgresStore final : public Store {
       auto step = InTransaction([&]() -> Result<bool> {
         DEVID_TRY(Query("SELECT pg_advisory_xact_lock($1)", Params().Int(kMigrationLockKey),
                         "locking the schema"));
-        // PostgreSQL has no user_version: the version is a row of its own.
-        DEVID_TRY(
-            Exec("CREATE TABLE IF NOT EXISTS schema_version ("
-                 "id BIGINT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL); "
-                 "INSERT INTO schema_version (id, version) VALUES (1, 0) "
-                 "ON CONFLICT (id) DO NOTHING",
-                 "creating the schema version"));
+        // PostgreSQL has no user_version: the version is a row of its own. Looked
+        // up first, so that a role without CREATE can open a migrated database.
+        DEVID_ASSIGN_OR_RETURN(Rows exists,
+                               Query("SELECT to_regclass('schema_version') IS NOT NULL", Params(),
+                                     "reading schema version"));
+        if (exists.Int(0, 0) == 0) {
+          DEVID_TRY(
+              Exec("CREATE TABLE schema_version (id BIGINT PRIMARY KEY CHECK (id = 1), "
+                   "version BIGINT NOT NULL); "
+                   "INSERT INTO schema_version (id, version) VALUES (1, 0)",
+                   "creating the schema version"));
+        }
         DEVID_ASSIGN_OR_RETURN(Rows v, Query("SELECT version FROM schema_version WHERE id = 1",
                                              Params(), "reading schema version"));
         version_ = static_cast<int>(v.Int(0, 0));

@@ -168,6 +168,30 @@ TEST_F(PostgresStoreTest, RefusesNewerSchema) {
   EXPECT_NE(r.error().message.find("newer"), std::string::npos) << r.error().message;
 }
 
+TEST_F(PostgresStoreTest, ARoleWithoutCreateOpensAMigratedDatabase) {
+  std::string role = db_.substr(0, 59) + "_dml";
+  (void)Psql(server_, "DROP ROLE IF EXISTS " + role);
+  if (Psql(server_, "CREATE ROLE " + role) != 0)
+    GTEST_SKIP() << "the test user cannot create roles";
+  ASSERT_EQ(Psql(url_, "GRANT " + role + " TO CURRENT_USER"), 0);
+  ASSERT_EQ(Psql(url_, "REVOKE CREATE ON SCHEMA public FROM PUBLIC"), 0);
+  ASSERT_EQ(
+      Psql(url_, "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + role),
+      0);
+  ASSERT_EQ(Psql(url_, "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO " + role), 0);
+  // The session takes the role's privileges from its start.
+  std::string as_role =
+      url_ + (url_.find('?') == std::string::npos ? "?" : "&") + "options=-c%20role%3D" + role;
+  {
+    auto s = OpenStore(as_role);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    EXPECT_EQ((*s)->schema_version(), static_cast<int>(SchemaMigrations().size()));
+    EXPECT_TRUE((*s)->CreateOrganization("acme").ok());
+  }
+  EXPECT_EQ(Psql(url_, "DROP OWNED BY " + role), 0);
+  EXPECT_EQ(Psql(server_, "DROP ROLE " + role), 0);
+}
+
 TEST_F(PostgresStoreTest, UnreachableServerIsAStorageError) {
   auto r = OpenStore("postgresql://devid@127.0.0.1:1/devid?connect_timeout=2");
   ASSERT_FALSE(r.ok());
