@@ -180,6 +180,53 @@ Result<IssuedCertificate> SigningCa::IssueForKey(const CertificateProfile& profi
               [&](crypto::CertificateBuilder& b) { return b.SetPublicKey(subject_key); });
 }
 
+Result<std::vector<crypto::Certificate>> SigningCa::IssueBatch(const CertificateProfile& profile,
+                                                               const std::vector<BatchItem>& items,
+                                                               const IssueOptions& options) {
+  if (record_.disabled) {
+    return MakeError(ErrorCode::kPolicy, "CA '" + record_.name + "' is disabled");
+  }
+  if (profile.ca) {
+    return MakeError(ErrorCode::kPolicy, "template '" + profile.name + "' makes CA certificates");
+  }
+  int64_t now = options.now.value_or(NowUnix());
+  DEVID_ASSIGN_OR_RETURN(auto validity, ComputeValidity(profile, options.days, now, &certificate_));
+  for (const BatchItem& item : items) {
+    DEVID_TRY(profile.CheckKey(item.key->algorithm()));
+    DEVID_TRY(profile.CheckSubject(item.subject));
+    DEVID_TRY(profile.CheckSubjectAltNames(item.sans));
+  }
+  for (int attempt = 0;; ++attempt) {
+    std::vector<crypto::Certificate> certs;
+    std::vector<store::NewCertificate> records;
+    certs.reserve(items.size());
+    records.reserve(items.size());
+    for (const BatchItem& item : items) {
+      Draft draft{profile,
+                  item.subject,
+                  item.sans,
+                  validity.first,
+                  validity.second,
+                  ExpandUrl(record_.crl_url),
+                  ExpandUrl(record_.ocsp_url)};
+      DEVID_ASSIGN_OR_RETURN(Bytes serial, NewSerial());
+      DEVID_ASSIGN_OR_RETURN(crypto::Certificate cert,
+                             BuildCertificate(draft, serial, &certificate_, signer_,
+                                              [&](crypto::CertificateBuilder& b) {
+                                                return b.SetPublicKey(*item.key);
+                                              }));
+      DEVID_ASSIGN_OR_RETURN(Bytes der, cert.ToDer());
+      records.push_back(RecordFor(cert, record_.id, item.subject.ToString(), profile.name, der));
+      certs.push_back(std::move(cert));
+    }
+    auto stored = store_.InsertCertificates(org_.id, records);
+    if (stored.ok()) return certs;
+    if (stored.error().code != ErrorCode::kAlreadyExists || attempt + 1 == kSerialAttempts) {
+      return stored.error().Context("recording the batch");
+    }
+  }
+}
+
 Result<IssuedCertificate> SigningCa::Renew(const CertificateProfile& profile,
                                            const crypto::Certificate& current,
                                            const IssueOptions& options) {

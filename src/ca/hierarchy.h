@@ -76,6 +76,18 @@ class SigningCa {
                                         const std::vector<crypto::GeneralName>& sans,
                                         const IssueOptions& options = {});
 
+  // Batch issuance for keys the CA side generated: every certificate is
+  // checked and signed first, then all are committed in one transaction, so
+  // a crash leaves either all of them recorded or none handed out.
+  struct BatchItem {
+    const crypto::PrivateKey* key = nullptr;
+    crypto::DistinguishedName subject;
+    std::vector<crypto::GeneralName> sans;
+  };
+  Result<std::vector<crypto::Certificate>> IssueBatch(const CertificateProfile& profile,
+                                                      const std::vector<BatchItem>& items,
+                                                      const IssueOptions& options = {});
+
   // Renewal: a new certificate for the same key, subject and SANs as `current`
   // (which this CA issued), under `profile`.
   Result<IssuedCertificate> Renew(const CertificateProfile& profile,

@@ -9,12 +9,16 @@
 #include "cms/password.h"
 #include "core/time.h"
 #include "crypto/crl.h"
+#include "crypto/pkcs7.h"
 
 namespace devid::cms {
 
 namespace {
 
 using json = nlohmann::json;
+
+// Identities in one batch request; larger orders are split by the client.
+constexpr int64_t kMaxBatch = 1000;
 
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
@@ -846,6 +850,107 @@ void Api::Register(http::Router& router) {
                                      crypto::RevocationReason::kSuperseded, ca_name));
         }
         return Json(201, CertificateJson(issued.record, ca_name, true));
+      });
+
+  // Batch issuance: keys made here, certificates committed in one transaction,
+  // returned only inside an encrypted bundle (PKCS#12 or CMS EnvelopedData).
+  add("POST", "/orgs/{org}/batches", Action::kCertificateManage, "certificate.batch",
+      [this, &hierarchy](const http::Request& r, Caller& c,
+                         std::string& target) -> Result<http::Response> {
+        DEVID_ASSIGN_OR_RETURN(json body, ParseBody(r));
+        DEVID_ASSIGN_OR_RETURN(std::string ca_name, NameField(body, "ca"));
+        DEVID_ASSIGN_OR_RETURN(std::string template_name, NameField(body, "template"));
+        DEVID_ASSIGN_OR_RETURN(std::string subject_pattern, Field(body, "subject", 1024));
+        DEVID_ASSIGN_OR_RETURN(auto count, IntField(body, "count", 1, kMaxBatch));
+        DEVID_ASSIGN_OR_RETURN(auto start, IntField(body, "start", 0, 1'000'000'000));
+        DEVID_ASSIGN_OR_RETURN(auto days, IntField(body, "days", 1, 36500));
+        DEVID_ASSIGN_OR_RETURN(std::string format, Field(body, "format", 16));
+        DEVID_ASSIGN_OR_RETURN(std::string key_type_name, Field(body, "key_type", 16, false));
+        if (!count) return BadInput("field 'count' is required");
+        if (subject_pattern.find("{n}") == std::string::npos && *count > 1) {
+          return BadInput("the subject must contain {n} so that each identity differs");
+        }
+        std::optional<SecretString> password;
+        std::vector<crypto::Certificate> recipients;
+        if (format == "pkcs12") {
+          DEVID_ASSIGN_OR_RETURN(std::string p, Field(body, "password", kMaxPasswordLength));
+          if (p.size() < kMinPasswordLength) {
+            return BadInput("the bundle password has at least " +
+                            std::to_string(kMinPasswordLength) + " characters");
+          }
+          password = SecretString(p);
+          SecureZero(p.data(), p.size());
+        } else if (format == "cms") {
+          DEVID_ASSIGN_OR_RETURN(std::string pem, Field(body, "recipient", 64 * 1024));
+          DEVID_ASSIGN_OR_RETURN(recipients, crypto::Certificate::ParsePemChain(AsBytes(pem)));
+          // The first certificate is the recipient's.
+          recipients.erase(recipients.begin() + 1, recipients.end());
+        } else {
+          return BadInput("format must be 'pkcs12' or 'cms'");
+        }
+        DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile, Profile(c.org->id, template_name));
+        crypto::KeyType key_type =
+            profile.key_types.empty() ? crypto::KeyType::kEcP256 : profile.key_types.front();
+        if (!key_type_name.empty()) {
+          DEVID_ASSIGN_OR_RETURN(key_type, crypto::ParseKeyType(key_type_name));
+        }
+        DEVID_ASSIGN_OR_RETURN(ca::SigningCa * ca, backend_.Ca(c.org->name, ca_name, true));
+        std::vector<crypto::PrivateKey> keys;
+        std::vector<ca::SigningCa::BatchItem> items;
+        keys.reserve(static_cast<size_t>(*count));
+        for (int64_t i = 0; i < *count; ++i) {
+          std::string subject_text = subject_pattern;
+          std::string n = std::to_string(start.value_or(1) + i);
+          for (size_t at; (at = subject_text.find("{n}")) != std::string::npos;) {
+            subject_text.replace(at, 3, n);
+          }
+          DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject,
+                                 crypto::DistinguishedName::Parse(subject_text));
+          DEVID_ASSIGN_OR_RETURN(crypto::PrivateKey key, crypto::PrivateKey::Generate(key_type));
+          keys.push_back(std::move(key));
+          items.push_back({nullptr, std::move(subject), {}});
+        }
+        for (size_t i = 0; i < keys.size(); ++i) items[i].key = &keys[i];
+        ca::IssueOptions options;
+        if (days) options.days = static_cast<int>(*days);
+        DEVID_ASSIGN_OR_RETURN(std::vector<crypto::Certificate> certs,
+                               ca->IssueBatch(profile, items, options));
+        target = "batch:" + std::to_string(certs.size()) + " from " + certs.front().SerialHex();
+        if (backend_.metrics() != nullptr) {
+          backend_.metrics()->Increment("devid_certificates_issued_total", "",
+                                        static_cast<double>(certs.size()));
+        }
+        DEVID_ASSIGN_OR_RETURN(auto chain, hierarchy.Chain(c.org->name, ca_name));
+        Bytes bundle;
+        if (password) {
+          std::vector<crypto::Pkcs12Entry> entries;
+          for (size_t i = 0; i < certs.size(); ++i) {
+            entries.push_back({&keys[i], &certs[i], certs[i].SerialHex()});
+          }
+          DEVID_ASSIGN_OR_RETURN(bundle, crypto::MakePkcs12(entries, chain, *password));
+        } else {
+          // PEM inside the envelope: each key (PKCS#8) before its certificate, then the chain.
+          WipingString text;
+          for (size_t i = 0; i < certs.size(); ++i) {
+            DEVID_ASSIGN_OR_RETURN(std::string key_pem, keys[i].ToPkcs8Pem(nullptr));
+            text.append(key_pem.data(), key_pem.size());
+            SecureZero(key_pem.data(), key_pem.size());
+            DEVID_ASSIGN_OR_RETURN(std::string cert_pem, certs[i].ToPem());
+            text.append(cert_pem.data(), cert_pem.size());
+          }
+          for (const auto& cert : chain) {
+            DEVID_ASSIGN_OR_RETURN(std::string pem, cert.ToPem());
+            text.append(pem.data(), pem.size());
+          }
+          DEVID_ASSIGN_OR_RETURN(
+              bundle, crypto::MakeEnvelope(recipients, AsBytes({text.data(), text.size()})));
+        }
+        json serials = json::array();
+        for (const auto& cert : certs) serials.push_back(cert.SerialHex());
+        return Json(201, {{"count", certs.size()},
+                          {"format", format},
+                          {"serials", serials},
+                          {"bundle", Base64Encode(bundle)}});
       });
 
   // --- devices -----------------------------------------------------------------

@@ -162,9 +162,12 @@ void EstService::Register(http::Router& router) {
       DEVID_ASSIGN_OR_RETURN(crypto::CertificateRequest csr, ReadCsr(r));
       DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject, csr.subject());
       // RFC 7030 §4.2.2: the subject must be the one being renewed.
-      if (subject.ToString() != record->subject) {
+      DEVID_ASSIGN_OR_RETURN(auto requested_sans, csr.RequestedSubjectAltNames());
+      DEVID_ASSIGN_OR_RETURN(auto current_sans, current.SubjectAltNames());
+      if (subject.ToString() != record->subject || requested_sans != current_sans) {
         return MakeError(ErrorCode::kPolicy,
-                         "re-enrolment keeps the subject of the current certificate");
+                         "re-enrolment keeps the subject and subjectAltName of the current "
+                         "certificate");
       }
       DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile,
                              api_.Profile(org.id, record->template_name));

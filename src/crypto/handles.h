@@ -52,6 +52,10 @@ inline void FreeObjectStack(STACK_OF(ASN1_OBJECT) * s) {
 inline void FreeExtensionStack(STACK_OF(X509_EXTENSION) * s) {
   sk_X509_EXTENSION_pop_free(s, X509_EXTENSION_free);
 }
+inline void FreeSafeBagStack(STACK_OF(PKCS12_SAFEBAG) * s) {
+  sk_PKCS12_SAFEBAG_pop_free(s, PKCS12_SAFEBAG_free);
+}
+inline void FreePkcs7Stack(STACK_OF(PKCS7) * s) { sk_PKCS7_pop_free(s, PKCS7_free); }
 inline void FreeCharBuffer(char* p) { OPENSSL_free(p); }
 inline void FreeByteBuffer(unsigned char* p) { OPENSSL_free(p); }
 
@@ -109,6 +113,8 @@ DEVID_MAKE_DELETER(STACK_OF(X509), FreeX509Stack)
 DEVID_MAKE_DELETER(STACK_OF(X509_CRL), FreeCrlStack)
 DEVID_MAKE_DELETER(STACK_OF(ASN1_OBJECT), FreeObjectStack)
 DEVID_MAKE_DELETER(STACK_OF(X509_EXTENSION), FreeExtensionStack)
+DEVID_MAKE_DELETER(STACK_OF(PKCS12_SAFEBAG), FreeSafeBagStack)
+DEVID_MAKE_DELETER(STACK_OF(PKCS7), FreePkcs7Stack)
 DEVID_MAKE_DELETER(char, FreeCharBuffer)
 DEVID_MAKE_DELETER(unsigned char, FreeByteBuffer)
 

@@ -75,30 +75,117 @@ Result<Bytes> EncodeCsrAttributes(const std::vector<std::string>& oids) {
   return out;
 }
 
-Result<Bytes> MakePkcs12(const PrivateKey& key, const Certificate& certificate,
-                         const std::vector<Certificate>& chain, const std::string& friendly_name,
-                         const SecretString& password) {
-  UniquePtr<STACK_OF(X509)> cas(sk_X509_new_null());
-  if (!cas) return OpenSslError("allocating the PKCS#12 chain");
-  for (const Certificate& c : chain) {
-    if (X509_up_ref(c.get()) != 1) return OpenSslError("referencing a certificate");
-    if (sk_X509_push(cas.get(), c.get()) <= 0) {
-      X509_free(c.get());
-      return OpenSslError("building the PKCS#12 chain");
+Result<Bytes> MakePkcs12(const std::vector<Pkcs12Entry>& entries,
+                         const std::vector<Certificate>& chain, const SecretString& password) {
+  constexpr int kIterations = PKCS12_DEFAULT_ITER;
+  std::string pass(password.reveal());
+  auto wipe = [&pass] { OPENSSL_cleanse(pass.data(), pass.size()); };
+  STACK_OF(PKCS12_SAFEBAG)* cert_bags_raw = nullptr;
+  STACK_OF(PKCS12_SAFEBAG)* key_bags_raw = nullptr;
+  UniquePtr<STACK_OF(PKCS12_SAFEBAG)> cert_bags;
+  UniquePtr<STACK_OF(PKCS12_SAFEBAG)> key_bags;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const Pkcs12Entry& e = entries[i];
+    // localKeyID pairs each key with its certificate.
+    std::string id = "devid-" + std::to_string(i + 1);
+    PKCS12_SAFEBAG* cert_bag = PKCS12_add_cert(&cert_bags_raw, e.certificate->get());
+    cert_bags.release();
+    cert_bags.reset(cert_bags_raw);
+    PKCS12_SAFEBAG* key_bag =
+        cert_bag == nullptr ? nullptr
+                            : PKCS12_add_key_ex(&key_bags_raw, e.key->get(), 0, kIterations,
+                                                NID_aes_256_cbc, pass.c_str(), nullptr, nullptr);
+    key_bags.release();
+    key_bags.reset(key_bags_raw);
+    if (key_bag == nullptr ||
+        PKCS12_add_localkeyid(cert_bag, reinterpret_cast<unsigned char*>(id.data()),
+                              static_cast<int>(id.size())) != 1 ||
+        PKCS12_add_localkeyid(key_bag, reinterpret_cast<unsigned char*>(id.data()),
+                              static_cast<int>(id.size())) != 1 ||
+        PKCS12_add_friendlyname_utf8(cert_bag, e.friendly_name.c_str(),
+                                     static_cast<int>(e.friendly_name.size())) != 1 ||
+        PKCS12_add_friendlyname_utf8(key_bag, e.friendly_name.c_str(),
+                                     static_cast<int>(e.friendly_name.size())) != 1) {
+      wipe();
+      return OpenSslError("adding an identity to PKCS#12");
     }
   }
-  std::string pass(password.reveal());
-  // NID 0 for the ciphers and MAC: OpenSSL 3's defaults (AES-256-CBC, PBKDF2, SHA-256 MAC).
-  UniquePtr<PKCS12> p12(PKCS12_create_ex(pass.c_str(), friendly_name.c_str(), key.get(),
-                                         certificate.get(), cas.get(), 0, 0, 0, 0, 0, nullptr,
-                                         nullptr));
-  OPENSSL_cleanse(pass.data(), pass.size());
-  if (!p12) return OpenSslError("building PKCS#12");
+  for (const Certificate& c : chain) {
+    PKCS12_SAFEBAG* bag = PKCS12_add_cert(&cert_bags_raw, c.get());
+    cert_bags.release();
+    cert_bags.reset(cert_bags_raw);
+    if (bag == nullptr) {
+      wipe();
+      return OpenSslError("adding a CA certificate to PKCS#12");
+    }
+  }
+  STACK_OF(PKCS7)* safes_raw = nullptr;
+  UniquePtr<STACK_OF(PKCS7)> safes;
+  bool ok = PKCS12_add_safe_ex(&safes_raw, cert_bags.get(), NID_aes_256_cbc, kIterations,
+                               pass.c_str(), nullptr, nullptr) == 1;
+  safes.reset(safes_raw);
+  if (ok && key_bags) {
+    // Keys are already shrouded: their safe needs no second encryption.
+    ok = PKCS12_add_safe_ex(&safes_raw, key_bags.get(), -1, 0, nullptr, nullptr, nullptr) == 1;
+    safes.release();
+    safes.reset(safes_raw);
+  }
+  UniquePtr<PKCS12> p12(ok ? PKCS12_add_safes_ex(safes.get(), 0, nullptr, nullptr) : nullptr);
+  ok = p12 &&
+       PKCS12_set_mac(p12.get(), pass.c_str(), -1, nullptr, 0, kIterations, EVP_sha256()) == 1;
+  wipe();
+  if (!ok) return OpenSslError("building PKCS#12");
   unsigned char* out = nullptr;
   int len = i2d_PKCS12(p12.get(), &out);
   if (len <= 0) return OpenSslError("encoding PKCS#12");
   UniquePtr<unsigned char> owned(out);
   return Bytes(out, out + len);
+}
+
+Result<Bytes> MakeEnvelope(const std::vector<Certificate>& recipients, ByteView content) {
+  UniquePtr<STACK_OF(X509)> certs(sk_X509_new_null());
+  if (!certs) return OpenSslError("allocating recipients");
+  for (const Certificate& c : recipients) {
+    if (X509_up_ref(c.get()) != 1) return OpenSslError("referencing a certificate");
+    if (sk_X509_push(certs.get(), c.get()) <= 0) {
+      X509_free(c.get());
+      return OpenSslError("adding a recipient");
+    }
+  }
+  UniquePtr<BIO> in(BIO_new_mem_buf(content.data(), static_cast<int>(content.size())));
+  if (!in) return OpenSslError("allocating the envelope input");
+  UniquePtr<CMS_ContentInfo> cms(CMS_encrypt(certs.get(), in.get(), EVP_aes_256_cbc(), CMS_BINARY));
+  if (!cms) return OpenSslError("making CMS EnvelopedData");
+  unsigned char* out = nullptr;
+  int len = i2d_CMS_ContentInfo(cms.get(), &out);
+  if (len <= 0) return OpenSslError("encoding CMS EnvelopedData");
+  UniquePtr<unsigned char> owned(out);
+  return Bytes(out, out + len);
+}
+
+Result<WipingString> OpenEnvelope(ByteView der, const PrivateKey& key,
+                                  const Certificate& certificate) {
+  const unsigned char* p = der.data();
+  UniquePtr<CMS_ContentInfo> cms(d2i_CMS_ContentInfo(nullptr, &p, static_cast<long>(der.size())));
+  if (!cms || p != der.data() + der.size()) {
+    return OpenSslError("parsing CMS EnvelopedData", ErrorCode::kInvalidInput);
+  }
+  if (OBJ_obj2nid(CMS_get0_type(cms.get())) != NID_pkcs7_enveloped) {
+    return MakeError(ErrorCode::kInvalidInput, "the CMS structure is not EnvelopedData");
+  }
+  UniquePtr<BIO> out(BIO_new(BIO_s_secmem()));
+  if (!out) return OpenSslError("allocating the envelope output");
+  if (CMS_decrypt(cms.get(), key.get(), certificate.get(), nullptr, out.get(), CMS_BINARY) != 1) {
+    return OpenSslError("opening the envelope (not for this key?)", ErrorCode::kAuth);
+  }
+  WipingString text;
+  char buffer[4096];
+  int n;
+  while ((n = BIO_read(out.get(), buffer, sizeof(buffer))) > 0) {
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  OPENSSL_cleanse(buffer, sizeof(buffer));
+  return text;
 }
 
 }  // namespace devid::crypto

@@ -24,10 +24,25 @@ Result<std::vector<Certificate>> ParseCertsOnlyPkcs7(ByteView der);
 // DER of CsrAttrs ::= SEQUENCE OF AttrOrOID, here only OIDs (dotted text).
 Result<Bytes> EncodeCsrAttributes(const std::vector<std::string>& oids);
 
-// DER of a PKCS#12 holding the key, its certificate and the chain, encrypted
-// with AES-256-CBC under PBKDF2 (OpenSSL 3 defaults), MAC SHA-256.
-Result<Bytes> MakePkcs12(const PrivateKey& key, const Certificate& certificate,
-                         const std::vector<Certificate>& chain, const std::string& friendly_name,
-                         const SecretString& password);
+// One identity of a PKCS#12: a key and its certificate, under a friendly name.
+struct Pkcs12Entry {
+  const PrivateKey* key = nullptr;
+  const Certificate* certificate = nullptr;
+  std::string friendly_name;
+};
+
+// DER of a PKCS#12 holding every entry (key and certificate paired by
+// localKeyID) and the CA chain; keys and certificates encrypted with
+// AES-256-CBC under PBKDF2, integrity by an HMAC-SHA256 MAC.
+Result<Bytes> MakePkcs12(const std::vector<Pkcs12Entry>& entries,
+                         const std::vector<Certificate>& chain, const SecretString& password);
+
+// CMS EnvelopedData (RFC 5652 §6) of `content` for the recipients'
+// certificates (ECDH key agreement for EC keys, RSA key transport for RSA),
+// content encrypted with AES-256-CBC.
+Result<Bytes> MakeEnvelope(const std::vector<Certificate>& recipients, ByteView content);
+// Opens an envelope with the recipient's key and certificate.
+Result<WipingString> OpenEnvelope(ByteView der, const PrivateKey& key,
+                                  const Certificate& certificate);
 
 }  // namespace devid::crypto

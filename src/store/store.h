@@ -283,7 +283,8 @@ class Store {
   virtual Result<AuditHead> GetAuditHead() = 0;
 };
 
-// "sqlite:PATH" or a plain path. (postgresql:// arrives with the CMS.)
+// "sqlite:PATH", a plain path (SQLite), or "postgresql://USER@HOST:PORT/DB"
+// (libpq connection URI; several `devid serve` processes may share it).
 Result<std::unique_ptr<Store>> OpenStore(const std::string& url,
                                          Durability durability = Durability::kFull);
 

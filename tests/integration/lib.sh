@@ -3,7 +3,7 @@
 FAILS=0
 CHECKS=0
 pass() { CHECKS=$((CHECKS + 1)); echo "ok - $1"; }
-fail() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "FAIL - $1"; [ $# -gt 1 ] && printf '#   %s\n' "${@:2}"; }
+fail() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "FAIL - $1"; [ $# -gt 1 ] && printf '#   %s\n' "${@:2}"; return 0; }
 ok() { local d=$1; shift; if out=$("$@" 2>&1); then pass "$d"; else fail "$d" "$*" "$out"; fi; }
 finish() {
   echo

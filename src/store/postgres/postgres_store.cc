@@ -102,7 +102,9 @@ class Rows {
   int size() const { return PQntuples(r_.get()); }
   bool empty() const { return size() == 0; }
   bool IsNull(int row, int col) const { return PQgetisnull(r_.get(), row, col) != 0; }
+  // NULL reads as 0, as sqlite3_column_int64 has it.
   int64_t Int(int row, int col) const {
+    if (IsNull(row, col)) return 0;
     const char* p = PQgetvalue(r_.get(), row, col);
     switch (PQftype(r_.get(), col)) {
       case kInt8Oid:

@@ -142,7 +142,7 @@ TEST_F(StoreTest, CaNamesAreUniquePerOrganizationAndCreationIsAtomic) {
   EXPECT_EQ(store_->ListCas(org.id)->size(), 1u);
 }
 
-TEST(StoreOpen, RefusesNewerSchemaAndUnbuiltBackend) {
+TEST(StoreOpen, RefusesNewerSchemaAndUnreachableServer) {
   auto dir =
       std::filesystem::temp_directory_path() / ("devid-store-v-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
@@ -152,7 +152,10 @@ TEST(StoreOpen, RefusesNewerSchemaAndUnbuiltBackend) {
   auto r = OpenStore(path);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("newer"), std::string::npos);
-  EXPECT_FALSE(OpenStore("postgresql://localhost/devid").ok());
+  // Port 1 has no PostgreSQL server: a clear storage error, not a crash.
+  auto unreachable = OpenStore("postgresql://devid@127.0.0.1:1/devid?connect_timeout=2");
+  ASSERT_FALSE(unreachable.ok());
+  EXPECT_EQ(unreachable.error().code, ErrorCode::kStorage);
   std::filesystem::remove_all(dir);
 }
 
