@@ -46,8 +46,10 @@ void AddServeCommands(CLI::App& app, GlobalOptions& g) {
       // CA keys are unlocked when first needed (CRL, OCSP); without a
       // passphrase source those endpoints answer 503.
       auto protection = ResolveProtection(g);
-      ca::Hierarchy hierarchy(
-          *db, protection.ok() ? std::move(protection).value() : ca::KeyProtection{});
+      // Templates: the organization's stored ones, then the built-ins and <home>/templates.
+      ca::Hierarchy hierarchy(*db,
+                              protection.ok() ? std::move(protection).value() : ca::KeyProtection{},
+                              ca::ProfileCatalog(home + "/templates"));
       std::vector<crypto::GeneralName> names;
       for (const std::string& n :
            {std::string("dns:localhost"), std::string("ip:127.0.0.1"), std::string("ip:::1")}) {

@@ -195,6 +195,16 @@ json AuditJson(const store::AuditRecord& r) {
           {"detail", r.detail}, {"prev_hash", r.prev_hash}, {"hash", r.hash}};
 }
 
+// Serials as stored: upper-case hex without leading zero bytes.
+std::optional<std::string> NormalizedSerial(std::string_view text) {
+  auto bytes = HexDecode(text);
+  if (!bytes.ok()) return std::nullopt;
+  Bytes b = std::move(bytes).value();
+  auto first = std::find_if(b.begin(), b.end(), [](uint8_t x) { return x != 0; });
+  if (first == b.end()) return std::nullopt;
+  return HexEncode(ByteView(&*first, static_cast<size_t>(b.end() - first)));
+}
+
 std::string CaNameOf(const std::vector<store::CaRecord>& cas, int64_t id) {
   for (const auto& c : cas) {
     if (c.id == id) return c.name;
@@ -212,6 +222,7 @@ bool RoleAllows(Role role, Action action) {
       return action != Action::kOrgCreate;
     case Role::kOperator:
       switch (action) {
+        case Action::kSession:
         case Action::kOrgRead:
         case Action::kCaRead:
         case Action::kTemplateRead:
@@ -226,6 +237,7 @@ bool RoleAllows(Role role, Action action) {
       }
     case Role::kAuditor:
       switch (action) {
+        case Action::kSession:
         case Action::kOrgRead:
         case Action::kCaRead:
         case Action::kTemplateRead:
@@ -237,7 +249,7 @@ bool RoleAllows(Role role, Action action) {
           return false;
       }
     case Role::kEnrollment:
-      return action == Action::kCertificateIssue;
+      return action == Action::kCertificateIssue || action == Action::kSession;
   }
   return false;
 }
@@ -322,7 +334,8 @@ Result<Api::Caller> Api::Authorize(const http::Request& r, Action action, std::s
     }
     if (!org.ok()) return deny(404, "not_found", "no such organization", p.actor, p.org_id);
     caller.org = std::move(org).value();
-  } else if (action != Action::kOrgCreate && action != Action::kOrgRead && p.org_id) {
+  } else if (action != Action::kOrgCreate && action != Action::kOrgRead &&
+             action != Action::kSession && p.org_id) {
     // Routes without an organization (the whole audit chain) are the system's.
     return deny(403, "forbidden", "only a system admin may do this", p.actor, p.org_id);
   }
@@ -350,16 +363,31 @@ http::Handler Api::Guard(Action action, std::string name, Body body) {
     http::Response denial;
     auto caller = Authorize(r, action, name, &denial);
     if (!caller.ok()) return denial;
-    std::string target;
-    Result<http::Response> out = body(r, *caller, target);
     std::optional<int64_t> org_id =
         caller->org ? std::optional<int64_t>(caller->org->id) : caller->principal.org_id;
-    auto audited = AppendAudit(
-        backend_.store(), {org_id, caller->principal.actor, name, target.empty() ? r.path : target,
-                           out.ok() ? "ok" : "failed", out.ok() ? "" : out.error().message});
-    if (!out.ok()) return ErrorResponse(out.error());
-    // An operation that cannot be audited is not reported as done.
-    if (!audited.ok()) return ErrorResponse(audited.error());
+    std::string target;
+    Result<http::Response> out = MakeError(ErrorCode::kInternal, "not run");
+    // The operation and its audit record commit together: nothing is done
+    // that the chain does not show (and one commit, not two).
+    Status committed = backend_.store().Atomically([&]() -> Status {
+      target.clear();
+      out = body(r, *caller, target);
+      if (!out.ok()) return out.error();
+      return AppendAudit(backend_.store(), {org_id, caller->principal.actor, name,
+                                            target.empty() ? r.path : target, "ok", ""})
+                     .ok()
+                 ? Status()
+                 : Status(MakeError(ErrorCode::kStorage, "the audit record could not be written"));
+    });
+    if (!out.ok()) {
+      // Rolled back; the failure is recorded on its own.
+      (void)AppendAudit(backend_.store(),
+                        {org_id, caller->principal.actor, name, target.empty() ? r.path : target,
+                         "failed", out.error().message});
+      return ErrorResponse(out.error());
+    }
+    // An operation that cannot be committed with its audit record is not done.
+    if (!committed.ok()) return ErrorResponse(committed.error());
     return std::move(out).value();
   };
 }
@@ -409,7 +437,7 @@ void Api::Register(http::Router& router) {
     }
     return Json(200, out);
   });
-  add("POST", "/auth/logout", Action::kOrgRead, "auth.logout",
+  add("POST", "/auth/logout", Action::kSession, "auth.logout",
       [&db](const http::Request&, Caller& c, std::string& target) -> Result<http::Response> {
         if (!c.principal.token_id) return BadInput("no token to end");
         target = "token:" + std::to_string(*c.principal.token_id);
@@ -700,7 +728,7 @@ void Api::Register(http::Router& router) {
             f.subject_contains = value;
           } else if (key == "serial") {
             if (value.size() > 64) return BadInput("serial too long");
-            f.serial_hex = value;
+            f.serial_hex = NormalizedSerial(value).value_or("-");
           } else if (key == "ca") {
             int64_t id = -1;
             for (const auto& ca : cas) {
@@ -736,12 +764,9 @@ void Api::Register(http::Router& router) {
   auto find_one = [&db](const http::Request& r, Caller& c,
                         std::vector<store::CaRecord>& cas) -> Result<store::CertificateRecord> {
     DEVID_ASSIGN_OR_RETURN(std::string serial_text, PathParam(r, "serial"));
-    auto serial = HexDecode(serial_text);
-    if (!serial.ok()) return MakeError(ErrorCode::kNotFound, "no such certificate");
-    Bytes b = std::move(serial).value();
-    auto first = std::find_if(b.begin(), b.end(), [](uint8_t x) { return x != 0; });
-    if (first == b.end()) return MakeError(ErrorCode::kNotFound, "no such certificate");
-    std::string hex = HexEncode(ByteView(&*first, static_cast<size_t>(b.end() - first)));
+    auto normalized = NormalizedSerial(serial_text);
+    if (!normalized) return MakeError(ErrorCode::kNotFound, "no such certificate");
+    const std::string& hex = *normalized;
     DEVID_ASSIGN_OR_RETURN(cas, db.ListCas(c.org->id));
     DEVID_ASSIGN_OR_RETURN(auto found, db.FindCertificatesBySerial(c.org->id, hex));
     auto want = r.query.find("ca");
@@ -1031,9 +1056,13 @@ void Api::Register(http::Router& router) {
     if (static_cast<int64_t>(records.size()) == limit) out["next_after"] = records.back().seq;
     return out;
   };
-  auto verify = [&db](const http::Request&, Caller&, std::string&) -> Result<http::Response> {
+  auto verify = [&db](const http::Request&, Caller& c, std::string&) -> Result<http::Response> {
     DEVID_ASSIGN_OR_RETURN(AuditVerification v, VerifyAuditChain(db));
-    json out = {{"ok", v.ok}, {"records", v.records}};
+    json out = {{"ok", v.ok}};
+    // The chain is shared by every organization: only a system admin sees
+    // its length and where it breaks.
+    if (c.principal.org_id) return Json(200, out);
+    out["records"] = v.records;
     if (!v.ok) {
       out["first_broken_seq"] = *v.first_broken_seq;
       out["problem"] = v.problem;

@@ -15,6 +15,7 @@ namespace devid::cms {
 // What a role may do. An organization-scoped caller acts only in its own
 // organization; a system admin acts in every one.
 enum class Action {
+  kSession,  // the caller's own session (logout): every role
   kOrgCreate,
   kOrgRead,
   kUserManage,

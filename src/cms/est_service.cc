@@ -133,6 +133,7 @@ void EstService::Register(http::Router& router) {
     std::optional<int64_t> org_id;
     std::string actor = "anonymous";
     std::string target = r.path;
+    bool ca_unavailable = false;
     auto run = [&]() -> Result<http::Response> {
       // RFC 7030 §3.3.2: the client proves itself with the certificate it renews.
       if (!r.client_certificate) {
@@ -171,8 +172,13 @@ void EstService::Register(http::Router& router) {
       }
       DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile,
                              api_.Profile(org.id, record->template_name));
-      DEVID_ASSIGN_OR_RETURN(ca::SigningCa * ca, backend_.Ca(org_name, ca_name, true));
-      DEVID_ASSIGN_OR_RETURN(ca::IssuedCertificate issued, ca->Issue(profile, csr));
+      auto ca = backend_.Ca(org_name, ca_name, true);
+      if (!ca.ok()) {
+        // A CA that cannot sign is the server's problem, not a denial of the client.
+        ca_unavailable = ca.error().code == ErrorCode::kAuth;
+        return ca.error();
+      }
+      DEVID_ASSIGN_OR_RETURN(ca::IssuedCertificate issued, (*ca)->Issue(profile, csr));
       target = "certificate:" + record->serial_hex + " -> " + issued.record.serial_hex;
       if (backend_.metrics() != nullptr) {
         backend_.metrics()->Increment("devid_certificates_issued_total");
@@ -180,7 +186,7 @@ void EstService::Register(http::Router& router) {
       return CertsOnly({issued.certificate});
     };
     auto out = run();
-    bool denied = !out.ok() && out.error().code == ErrorCode::kAuth;
+    bool denied = !out.ok() && out.error().code == ErrorCode::kAuth && !ca_unavailable;
     auto audited = AppendAudit(db, {org_id, actor, "est.simplereenroll", target,
                                     out.ok() ? "ok" : (denied ? "denied" : "failed"),
                                     out.ok() ? "" : out.error().message});

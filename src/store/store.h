@@ -201,6 +201,12 @@ class Store {
 
   virtual int schema_version() = 0;
 
+  // Runs `body` as one transaction: the store calls it makes commit together
+  // or not at all (their own transactions join this one). PostgreSQL may run
+  // `body` again after a serialization failure, so it must act only on the
+  // store until it returns.
+  virtual Status Atomically(const std::function<Status()>& body) = 0;
+
   virtual Result<Organization> CreateOrganization(const std::string& name) = 0;
   virtual Result<Organization> GetOrganization(const std::string& name) = 0;
 

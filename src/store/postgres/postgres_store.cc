@@ -276,6 +276,10 @@ class PostgresStore final : public Store {
 
   int schema_version() override { return version_; }
 
+  Status Atomically(const std::function<Status()>& body) override {
+    return InTransaction([&] { return body(); });
+  }
+
   Result<Organization> CreateOrganization(const std::string& name) override {
     int64_t now = NowUnix();
     auto rows = Query("INSERT INTO organizations (name, created_at) VALUES ($1, $2) RETURNING id",
@@ -806,6 +810,8 @@ class PostgresStore final : public Store {
   // serialization victim.
   template <typename Body>
   auto InTransaction(Body&& body) -> decltype(body()) {
+    // Inside Atomically(): part of the caller's transaction (which retries).
+    if (in_transaction_) return body();
     for (int attempt = 1;; ++attempt) {
       DEVID_TRY(Exec("BEGIN", "starting transaction"));
       in_transaction_ = true;
