@@ -52,6 +52,8 @@ void AddSeCommands(CLI::App& app, GlobalOptions& global);
 void AddAgentCommands(CLI::App& app, GlobalOptions& global);
 // `devid serve`
 void AddServeCommands(CLI::App& app, GlobalOptions& global);
+// `devid cms …`
+void AddCmsCommands(CLI::App& app, GlobalOptions& global);
 // `devid admin …` and `devid audit …`
 void AddAdminCommands(CLI::App& app, GlobalOptions& global);
 

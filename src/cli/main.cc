@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   devid::cli::AddAgentCommands(app, global);
   devid::cli::AddServeCommands(app, global);
   devid::cli::AddAdminCommands(app, global);
+  devid::cli::AddCmsCommands(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# `devid cms …` (the C++ client library over libcurl) against a running
+# `devid serve`: login kept in <home>/cms-session.json, organizations, CAs,
+# templates, API tokens, issuance checked by openssl, search, revocation;
+# errors are one line and a non-zero exit.
+# Usage: cms_cli_test.sh PATH/TO/devid
+set -euo pipefail
+DEVID=$(realpath "$1")
+LIB=$(dirname "$(realpath "$0")")/lib.sh
+# shellcheck source=lib.sh
+source "$LIB"
+enter_scratch_dir
+mkdir -m 700 home
+export DEVID_PASSPHRASE=cms-cli-test-passphrase
+D=("$DEVID" --home home)
+"${D[@]}" ca init-root --org acme --subject "CN=Acme Root" >/dev/null
+"${D[@]}" ca init-ica --org acme --name devices --subject "CN=Acme Devices" >/dev/null
+echo "admin-password-123" >pw
+"${D[@]}" admin bootstrap --user admin --password-file pw >/dev/null
+start_serve "$DEVID" "$PWD/home"
+[ -n "$PORT" ] || { fail "devid serve starts" "$(cat out.txt log.txt)"; finish; }
+# The client's own home: a different folder, as on an operator's laptop.
+mkdir -m 700 client
+C=("$DEVID" --home client cms)
+
+out=$("${C[@]}" --url "$URL" --cacert home/tls/ca.pem login --user admin --password-file pw 2>&1) \
+  && grep -q "logged in as admin" <<<"$out" && pass "cms login" || fail "cms login" "$out"
+[ "$(stat -c %a client/cms-session.json)" = 600 ] && pass "the session file is 0600" \
+  || fail "the session file is 0600"
+grep -q '"token":"devid_' client/cms-session.json && pass "the session keeps the token" \
+  || fail "the session keeps the token"
+out=$("${C[@]}" org create globex 2>&1) && grep -q '"name": "globex"' <<<"$out" \
+  && pass "cms org create" || fail "cms org create" "$out"
+out=$("${C[@]}" org list 2>&1) && grep -q '"acme"' <<<"$out" && grep -q '"globex"' <<<"$out" \
+  && pass "cms org list" || fail "cms org list" "$out"
+out=$("${C[@]}" ca list --org acme 2>&1) && grep -q '"devices"' <<<"$out" \
+  && pass "cms ca list" || fail "cms ca list" "$out"
+out=$("${C[@]}" ca create --org acme --name fleet --subject "CN=Acme Fleet" 2>&1) \
+  && grep -q '"kind": "ica"' <<<"$out" && pass "cms ca create" || fail "cms ca create" "$out"
+"${C[@]}" ca chain --org acme --ca fleet >chain.pem 2>err.txt \
+  && [ "$(grep -c 'BEGIN CERTIFICATE' chain.pem)" = 2 ] && pass "cms ca chain" \
+  || fail "cms ca chain" "$(cat err.txt)"
+cat >sensor.json <<'JSON'
+{"name": "sensor", "key_types": ["P-256"],
+ "subject": {"required": ["CN"], "allowed": ["CN"], "patterns": {"CN": "sensor-[0-9]{4}"}},
+ "key_usage": ["digitalSignature"], "extended_key_usage": ["clientAuth"],
+ "validity_days": 30, "max_validity_days": 60}
+JSON
+out=$("${C[@]}" template create --org acme --file sensor.json 2>&1) && grep -q '"sensor"' <<<"$out" \
+  && pass "cms template create" || fail "cms template create" "$out"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout k.pem \
+  -subj /CN=sensor-0001 -out r.pem 2>/dev/null
+out=$("${C[@]}" cert issue --org acme --ca fleet --template sensor --csr r.pem --out c.pem 2>&1) \
+  && pass "cms cert issue" || fail "cms cert issue" "$out"
+SERIAL=$(openssl x509 -in c.pem -noout -serial | cut -d= -f2)
+openssl verify -CAfile chain.pem c.pem >/dev/null 2>&1 && pass "openssl verifies the issued certificate" \
+  || fail "openssl verifies the issued certificate"
+out=$("${C[@]}" cert list --org acme --status valid 2>&1) && grep -q "$SERIAL" <<<"$out" \
+  && pass "cms cert list finds it" || fail "cms cert list finds it" "$out"
+out=$("${C[@]}" cert revoke --org acme --serial "$SERIAL" --reason keyCompromise 2>&1) \
+  && grep -q '"status": "revoked"' <<<"$out" && pass "cms cert revoke" || fail "cms cert revoke" "$out"
+out=$("${C[@]}" cert list --org acme --status revoked 2>&1) && grep -q "$SERIAL" <<<"$out" \
+  && pass "revoked certificates list it" || fail "revoked certificates list it" "$out"
+out=$("${C[@]}" token create --org acme --role enrollment --name line-3 2>&1) \
+  && TOKEN=$(sed -n 's/.*"token": "\(devid_[0-9A-F]*\)".*/\1/p' <<<"$out") && [ -n "$TOKEN" ] \
+  && pass "cms token create shows the token once" || fail "cms token create shows the token once" "$out"
+out=$("${C[@]}" token list --org acme 2>&1) && grep -q '"line-3"' <<<"$out" && ! grep -q devid_ <<<"$out" \
+  && pass "cms token list shows no secrets" || fail "cms token list shows no secrets" "$out"
+# The enrollment token may issue, not list.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout k2.pem \
+  -subj /CN=dev-0002 -out r2.pem 2>/dev/null
+out=$("${C[@]}" --token "$TOKEN" cert issue --org acme --ca devices --csr r2.pem 2>&1) \
+  && grep -q 'BEGIN CERTIFICATE' <<<"$out" && pass "an enrollment token issues" \
+  || fail "an enrollment token issues" "$out"
+rc=0; out=$("${C[@]}" --token "$TOKEN" cert list --org acme 2>&1) || rc=$?
+((rc == 1)) && [ "$(wc -l <<<"$out")" = 1 ] && grep -q "devid: error: the CMS answered 403" <<<"$out" \
+  && pass "an enrollment token may not list: one error line" || fail "an enrollment token may not list: one error line" "$out"
+
+# Errors: one line, exit 1.
+echo "not-the-password" >bad
+rc=0; out=$("${C[@]}" login --user admin --password-file bad 2>&1) || rc=$?
+((rc == 1)) && grep -q "devid: error: the CMS answered 401" <<<"$out" && pass "a wrong password: 401, exit 1" \
+  || fail "a wrong password: 401, exit 1" "$out"
+mkdir -m 700 other
+rc=0; out=$("$DEVID" --home other cms --url "$URL" --cacert home/tls/ca.pem org list 2>&1) || rc=$?
+((rc == 1)) && grep -q "not logged in" <<<"$out" && pass "no session: a clear error" \
+  || fail "no session: a clear error" "$out"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout x.key -subj /CN=other \
+  -out other-ca.pem 2>/dev/null
+rc=0; out=$("$DEVID" --home other cms --url "$URL" --cacert other-ca.pem login --user admin --password-file pw 2>&1) || rc=$?
+((rc == 1)) && grep -q "reaching the CMS" <<<"$out" && pass "an untrusted server certificate is refused" \
+  || fail "an untrusted server certificate is refused" "$out"
+rc=0; out=$("$DEVID" --home other cms --url "http://127.0.0.1:$PORT" org list 2>&1) || rc=$?
+((rc == 1)) && grep -q "https://" <<<"$out" && pass "plain http URLs are refused" \
+  || fail "plain http URLs are refused" "$out"
+"$DEVID" --home home audit verify >/dev/null 2>&1 && pass "the audit chain is intact" \
+  || fail "the audit chain is intact"
+finish
