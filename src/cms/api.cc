@@ -134,11 +134,9 @@ json CertificateJson(const store::CertificateRecord& c, const std::string& ca_na
   } else {
     j["status"] = c.not_after < NowUnix() ? "expired" : "valid";
   }
-  if (with_pem) {
-    auto cert = crypto::Certificate::Parse(c.der);
-    auto pem = cert.ok() ? cert->ToPem() : Result<std::string>(cert.error());
-    if (pem.ok()) j["certificate"] = *pem;
-  }
+  // The stored DER armoured as it is: parsing it again would decode its key
+  // (OpenSSL 3's decoders, ~190 us) for nothing.
+  if (with_pem) j["certificate"] = PemEncode("CERTIFICATE", c.der);
   return j;
 }
 

@@ -90,4 +90,11 @@ std::string Base64Encode(ByteView data, size_t line_length) {
   return out;
 }
 
+std::string PemEncode(std::string_view label, ByteView der) {
+  std::string out = "-----BEGIN " + std::string(label) + "-----\n";
+  out += Base64Encode(der, 64);
+  out += "\n-----END " + std::string(label) + "-----\n";
+  return out;
+}
+
 }  // namespace devid

@@ -28,6 +28,10 @@ std::optional<Bytes> Base64Decode(std::string_view text);
 // base64 -d and OpenSSL both read LF-separated lines, not all read CRLF).
 std::string Base64Encode(ByteView data, size_t line_length = 0);
 
+// RFC 7468 text encoding: "-----BEGIN LABEL-----", base64 in 64-column lines,
+// "-----END LABEL-----". Only the armour: nothing is parsed.
+std::string PemEncode(std::string_view label, ByteView der);
+
 // Upper-case hex, no separators.
 std::string HexEncode(ByteView data);
 // The same, appended to any string type (a WipingString for secrets).

@@ -197,6 +197,9 @@ TEST(Containers, CertsOnlyPkcs7AndEnvelopeRoundTrip) {
   auto profile = *h.FindProfile("device");
   auto issued = *root.IssueForKey(profile, key, subject, {});
 
+  // The API armours stored DER itself: the same text OpenSSL writes.
+  EXPECT_EQ(PemEncode("CERTIFICATE", *issued.certificate.ToDer()), *issued.certificate.ToPem());
+
   auto p7 = crypto::MakeCertsOnlyPkcs7({issued.certificate, root.certificate()});
   ASSERT_TRUE(p7.ok()) << p7.error().message;
   auto back = crypto::ParseCertsOnlyPkcs7(*p7);
