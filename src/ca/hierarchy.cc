@@ -259,7 +259,9 @@ Result<crypto::Crl> SigningCa::MakeCrl(int next_update_days, std::optional<int64
   return crypto::BuildCrl(certificate_, key_, fields);
 }
 
-Result<Bytes> SigningCa::RespondOcsp(ByteView request_der, std::optional<int64_t> now) {
+Result<Bytes> SigningCa::RespondOcsp(ByteView request_der, std::optional<int64_t> now,
+                                     bool* cacheable) {
+  if (cacheable != nullptr) *cacheable = false;
   auto request = crypto::OcspRequest::Parse(request_der);
   if (!request.ok()) return crypto::OcspErrorResponse(crypto::OcspError::kMalformedRequest);
   std::optional<Error> failure;
@@ -285,6 +287,7 @@ Result<Bytes> SigningCa::RespondOcsp(ByteView request_der, std::optional<int64_t
   // A store that cannot answer must not be taken for "unknown".
   if (failure || !response.ok())
     return crypto::OcspErrorResponse(crypto::OcspError::kInternalError);
+  if (cacheable != nullptr) *cacheable = !request->HasNonce();
   return response;
 }
 

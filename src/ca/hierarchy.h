@@ -101,7 +101,10 @@ class SigningCa {
   // from the store (good, revoked with time and reason, or unknown), signed
   // by this CA and valid for an hour. A malformed request gets the
   // malformedRequest response, not an error.
-  Result<Bytes> RespondOcsp(ByteView request_der, std::optional<int64_t> now = {});
+  // `cacheable` (optional) is set when the request carries no nonce, so that
+  // the answer may be served again for a short while (RFC 5019 §6).
+  Result<Bytes> RespondOcsp(ByteView request_der, std::optional<int64_t> now = {},
+                            bool* cacheable = nullptr);
 
  private:
   friend class Hierarchy;

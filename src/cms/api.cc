@@ -803,6 +803,7 @@ void Api::Register(http::Router& router) {
         DEVID_ASSIGN_OR_RETURN(
             store::CertificateRecord revoked,
             hierarchy.Revoke(c.org->name, cert.serial_hex, reason, CaNameOf(cas, cert.ca_id)));
+        backend_.NoteRevocation();
         if (backend_.metrics() != nullptr) {
           backend_.metrics()->Increment("devid_certificates_revoked_total");
         }
@@ -871,6 +872,7 @@ void Api::Register(http::Router& router) {
         if (revoke_old) {
           DEVID_TRY(hierarchy.Revoke(c.org->name, cert.serial_hex,
                                      crypto::RevocationReason::kSuperseded, ca_name));
+          backend_.NoteRevocation();
         }
         return Json(201, CertificateJson(issued.record, ca_name, true));
       });

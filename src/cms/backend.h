@@ -2,6 +2,7 @@
 // used by one request at a time, and the CAs whose keys are unlocked so far.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,6 +28,12 @@ class Backend {
   // kPolicy when `for_issuance` and the CA is disabled.
   Result<ca::SigningCa*> Ca(const std::string& org, const std::string& name, bool for_issuance);
 
+  // Called after a revocation this process made: answers cached from before
+  // (OCSP) are dropped at once. Revocations by other processes sharing the
+  // database reach the caches when their entries expire.
+  void NoteRevocation() { ++revocation_generation_; }
+  uint64_t revocation_generation() const { return revocation_generation_; }
+
   store::Store& store() { return store_; }
   ca::Hierarchy& hierarchy() { return hierarchy_; }
   http::Metrics* metrics() { return metrics_; }
@@ -37,6 +44,7 @@ class Backend {
   http::Metrics* metrics_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<ca::SigningCa>> cas_;
+  std::atomic<uint64_t> revocation_generation_{0};
 };
 
 }  // namespace devid::cms

@@ -42,13 +42,42 @@ ca::SigningCa* RevocationService::Ca(const std::string& org, const std::string& 
 
 http::Response RevocationService::Ocsp(const std::string& org, const std::string& ca_name,
                                        ByteView request) {
-  auto lock = backend_.Lock();
-  http::Response error;
-  ca::SigningCa* ca = Ca(org, ca_name, &error);
-  if (ca == nullptr) return error;
-  auto response = ca->RespondOcsp(request);
+  std::string key = org + "/" + ca_name;
+  key.push_back('\0');
+  key.append(AsString(request));
+  auto now = std::chrono::steady_clock::now();
+  uint64_t generation = backend_.revocation_generation();
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = ocsp_cache_.find(key);
+    if (it != ocsp_cache_.end()) {
+      if (it->second.expires > now && it->second.generation == generation) {
+        if (backend_.metrics() != nullptr) {
+          backend_.metrics()->Increment("devid_ocsp_responses_total", "cached=\"true\"");
+        }
+        return Binary("application/ocsp-response", it->second.response);
+      }
+      ocsp_cache_.erase(it);
+    }
+  }
+  bool cacheable = false;
+  Result<Bytes> response = MakeError(ErrorCode::kInternal, "not answered");
+  {
+    auto lock = backend_.Lock();
+    http::Response error;
+    ca::SigningCa* ca = Ca(org, ca_name, &error);
+    if (ca == nullptr) return error;
+    response = ca->RespondOcsp(request, std::nullopt, &cacheable);
+  }
   if (!response.ok()) return http::JsonError(500, "internal", "the OCSP response failed");
-  if (backend_.metrics() != nullptr) backend_.metrics()->Increment("devid_ocsp_responses_total");
+  if (backend_.metrics() != nullptr) {
+    backend_.metrics()->Increment("devid_ocsp_responses_total", "cached=\"false\"");
+  }
+  if (cacheable) {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    if (ocsp_cache_.size() >= kOcspCacheEntries) ocsp_cache_.clear();
+    ocsp_cache_[std::move(key)] = CachedAnswer{*response, now + kOcspCacheTime, generation};
+  }
   return Binary("application/ocsp-response", std::move(response).value());
 }
 

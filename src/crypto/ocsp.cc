@@ -63,6 +63,10 @@ bool OcspRequest::IssuedBy(size_t i, const Certificate& issuer) const {
   return mine && OCSP_id_issuer_cmp(mine.get(), id) == 0;
 }
 
+bool OcspRequest::HasNonce() const {
+  return OCSP_REQUEST_get_ext_by_NID(request_.get(), NID_id_pkix_OCSP_Nonce, -1) >= 0;
+}
+
 Result<Bytes> MakeOcspResponse(const OcspRequest& request, const Certificate& issuer,
                                const Signer& signer,
                                const std::function<OcspAnswer(const std::string& serial)>& lookup,
@@ -109,14 +113,15 @@ Result<Bytes> MakeOcspResponse(const OcspRequest& request, const Certificate& is
       "OCSP response", [&](unsigned char** p) { return i2d_OCSP_RESPONSE(response.get(), p); });
 }
 
-Result<Bytes> MakeOcspRequestFor(const Certificate& certificate, const Certificate& issuer) {
+Result<Bytes> MakeOcspRequestFor(const Certificate& certificate, const Certificate& issuer,
+                                 bool nonce) {
   UniquePtr<OCSP_REQUEST> request(OCSP_REQUEST_new());
   UniquePtr<OCSP_CERTID> id(OCSP_cert_to_id(nullptr, certificate.get(), issuer.get()));
   if (!request || !id || OCSP_request_add0_id(request.get(), id.get()) == nullptr) {
     return OpenSslError("building an OCSP request");
   }
   id.release();  // the request owns it now
-  if (OCSP_request_add1_nonce(request.get(), nullptr, -1) != 1) {
+  if (nonce && OCSP_request_add1_nonce(request.get(), nullptr, -1) != 1) {
     return OpenSslError("adding the OCSP nonce");
   }
   return internal::EncodeDer("OCSP request",

@@ -25,6 +25,9 @@ class OcspRequest {
   std::string SerialHex(size_t i) const;
   // Whether the i-th CertID names `issuer` (name and key hashes, any hash algorithm).
   bool IssuedBy(size_t i, const Certificate& issuer) const;
+  // RFC 6960 §4.4.1: a request with a nonce wants a fresh answer; one without
+  // (RFC 5019 clients) may be answered from a cache.
+  bool HasNonce() const;
   OCSP_REQUEST* get() const { return request_.get(); }
 
  private:
@@ -32,9 +35,11 @@ class OcspRequest {
   UniquePtr<OCSP_REQUEST> request_;
 };
 
-// A DER OCSP request (SHA-1 CertID, with a nonce) about `certificate`
-// issued by `issuer`: what a relying party sends (tests, benchmarks, agent).
-Result<Bytes> MakeOcspRequestFor(const Certificate& certificate, const Certificate& issuer);
+// A DER OCSP request (SHA-1 CertID, with a nonce unless `nonce` is false:
+// the RFC 5019 profile of constrained clients) about `certificate` issued by
+// `issuer`: what a relying party sends (tests, benchmarks, agent).
+Result<Bytes> MakeOcspRequestFor(const Certificate& certificate, const Certificate& issuer,
+                                 bool nonce = true);
 
 enum class OcspStatus { kGood, kRevoked, kUnknown };
 struct OcspAnswer {

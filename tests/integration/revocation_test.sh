@@ -81,6 +81,34 @@ code=$("${C[@]}" -o /dev/null -w '%{http_code}' "$URL/crl/acme/..%2F..%2Fetc.crl
 [ "$("${C[@]}" "$URL/healthz")" = '{"status":"ok"}' ] && pass "the server is still up" || fail "the server is still up"
 grep -q 'devid_ocsp_responses_total' <<<"$("${C[@]}" "$URL/metrics")" && pass "OCSP responses are counted" \
   || fail "OCSP responses are counted"
+
+# RFC 5019: a request without a nonce is answered from a short cache (the same
+# signed bytes again); one with a nonce is signed afresh each time. A
+# revocation through this server empties the cache at once.
+ocsp_post() { "${C[@]}" -H 'Content-Type: application/ocsp-request' --data-binary @"$1" "$URL/ocsp/acme/devices" -o "$2"; }
+openssl ocsp -issuer ica.pem -cert good.pem -no_nonce -reqout nn.req >/dev/null 2>&1
+ocsp_post nn.req nn1.resp
+ocsp_post nn.req nn2.resp
+cmp -s nn1.resp nn2.resp && pass "a request without a nonce is answered from the cache" \
+  || fail "a request without a nonce is answered from the cache"
+grep -q 'Cert Status: good' <<<"$(openssl ocsp -respin nn1.resp -resp_text -noverify 2>&1)" \
+  && pass "the cached answer says good" || fail "the cached answer says good"
+ocsp_post good.req n1.resp
+ocsp_post good.req n2.resp
+! cmp -s n1.resp n2.resp && pass "a request with a nonce is signed afresh" \
+  || fail "a request with a nonce is signed afresh"
+echo "revocation-admin-pw" >admin.pw
+"$DEVID" --home home admin bootstrap --user admin --password-file admin.pw >/dev/null
+TOKEN=$("${C[@]}" -H 'Content-Type: application/json' -d '{"username":"admin","password":"revocation-admin-pw"}' \
+  "$URL/api/v1/auth/login" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+GOOD=$(openssl x509 -in good.pem -noout -serial | cut -d= -f2)
+code=$("${C[@]}" -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d '{"reason":"superseded"}' "$URL/api/v1/orgs/acme/certificates/$GOOD/revoke")
+[ "$code" = 200 ] && pass "revoke through the API" || fail "revoke through the API" "$code"
+ocsp_post nn.req nn3.resp
+grep -q 'Cert Status: revoked' <<<"$(openssl ocsp -respin nn3.resp -resp_text -noverify 2>&1)" \
+  && pass "after a revocation here the cache is not used: revoked at once" \
+  || fail "after a revocation here the cache is not used: revoked at once"
 kill -TERM "$SERVER"; wait "$SERVER" || true
 
 # Without the CA passphrase the endpoints say so (503), nothing else breaks.
