@@ -390,6 +390,21 @@ http::Handler Api::Guard(Action action, std::string name, Body body) {
   };
 }
 
+Status Api::CheckDeviceEnabled(int64_t org_id, const crypto::DistinguishedName& subject) {
+  for (const crypto::NameAttribute& a : subject.attributes()) {
+    if (a.type != "CN") continue;
+    auto device = backend_.store().GetDevice(org_id, a.value);
+    if (!device.ok()) {
+      if (device.error().code == ErrorCode::kNotFound) continue;
+      return device.error();
+    }
+    if (device->status == "disabled") {
+      return MakeError(ErrorCode::kPolicy, "device '" + a.value + "' is disabled");
+    }
+  }
+  return {};
+}
+
 void Api::Register(http::Router& router) {
   auto add = [this, &router](const char* method, const std::string& pattern, Action action,
                              std::string name, Body body) {
@@ -689,6 +704,12 @@ void Api::Register(http::Router& router) {
         DEVID_ASSIGN_OR_RETURN(auto days, IntField(body, "days", 1, 36500));
         DEVID_ASSIGN_OR_RETURN(crypto::CertificateRequest csr,
                                crypto::CertificateRequest::Parse(AsBytes(csr_pem)));
+        DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject, csr.subject());
+        if (Status enabled = CheckDeviceEnabled(c.org->id, subject); !enabled.ok()) {
+          // A request that is broken anyway is reported as that first.
+          DEVID_TRY(csr.VerifyProofOfPossession());
+          return enabled.error();
+        }
         DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile, Profile(c.org->id, template_name));
         DEVID_ASSIGN_OR_RETURN(ca::SigningCa * ca, backend_.Ca(c.org->name, ca_name, true));
         ca::IssueOptions options;
@@ -823,6 +844,8 @@ void Api::Register(http::Router& router) {
         target = "certificate:" + cert.serial_hex;
         if (cert.revocation) return MakeError(ErrorCode::kPolicy, "a revoked certificate");
         DEVID_ASSIGN_OR_RETURN(crypto::Certificate current, crypto::Certificate::Parse(cert.der));
+        DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName current_subject, current.subject());
+        DEVID_TRY(CheckDeviceEnabled(c.org->id, current_subject));
         DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile,
                                Profile(c.org->id, cert.template_name));
         std::string ca_name = CaNameOf(cas, cert.ca_id);
@@ -858,6 +881,7 @@ void Api::Register(http::Router& router) {
           return MakeError(ErrorCode::kPolicy, "a re-key keeps the subject: the request names '" +
                                                    subject.ToString() + "'");
         }
+        DEVID_TRY(CheckDeviceEnabled(c.org->id, subject));
         DEVID_ASSIGN_OR_RETURN(crypto::Certificate current, crypto::Certificate::Parse(cert.der));
         DEVID_ASSIGN_OR_RETURN(crypto::PublicKey old_key, current.public_key());
         DEVID_ASSIGN_OR_RETURN(Bytes old_spki, old_key.ToDer());
@@ -1007,10 +1031,16 @@ void Api::Register(http::Router& router) {
         DEVID_ASSIGN_OR_RETURN(auto certs, db.ListCertificates(c.org->id, f));
         json list = json::array();
         for (const auto& cert : certs) {
+          // The CN attribute whole: "CN=<id>" at the start or after ", ", up to ',' or the end.
           std::string_view s(cert.subject);
-          size_t at = s.find("CN=" + id);
-          size_t end = at + 3 + id.size();
-          if (at != std::string_view::npos && (end == s.size() || s[end] == ',')) {
+          std::string want = "CN=" + id;
+          bool names_it = false;
+          for (size_t at = s.find(want); at != std::string_view::npos; at = s.find(want, at + 1)) {
+            size_t end = at + want.size();
+            bool starts = at == 0 || (at >= 2 && s.substr(at - 2, 2) == ", ");
+            if (starts && (end == s.size() || s[end] == ',')) names_it = true;
+          }
+          if (names_it) {
             list.push_back(CertificateJson(cert, CaNameOf(cas, cert.ca_id), false));
           }
         }

@@ -60,6 +60,10 @@ class Api {
       std::function<Result<http::Response>(const http::Request&, Caller&, std::string& target)>;
   http::Handler Guard(Action action, std::string name, Body body);
 
+  // kPolicy when the subject's CN names a device the registry has disabled:
+  // a disabled device gets no new certificate, by any path.
+  Status CheckDeviceEnabled(int64_t org_id, const crypto::DistinguishedName& subject);
+
   // The organization's stored template, else a built-in (or home) one.
   Result<ca::CertificateProfile> Profile(int64_t org_id, const std::string& name);
 

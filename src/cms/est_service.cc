@@ -71,6 +71,12 @@ void EstService::Register(http::Router& router) {
                         [this](const http::Request& r, Api::Caller& c,
                                std::string& target) -> Result<http::Response> {
                           DEVID_ASSIGN_OR_RETURN(crypto::CertificateRequest csr, ReadCsr(r));
+                          DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject, csr.subject());
+                          if (Status enabled = api_.CheckDeviceEnabled(c.org->id, subject);
+                              !enabled.ok()) {
+                            DEVID_TRY(csr.VerifyProofOfPossession());
+                            return enabled.error();
+                          }
                           DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile,
                                                  api_.Profile(c.org->id, template_));
                           DEVID_ASSIGN_OR_RETURN(ca::SigningCa * ca,
@@ -94,6 +100,7 @@ void EstService::Register(http::Router& router) {
             DEVID_TRY(csr.VerifyProofOfPossession());
             DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject, csr.subject());
             DEVID_ASSIGN_OR_RETURN(auto sans, csr.RequestedSubjectAltNames());
+            DEVID_TRY(api_.CheckDeviceEnabled(c.org->id, subject));
             DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile,
                                    api_.Profile(c.org->id, template_));
             // The key type the request's own key has (RFC 7030 §4.4.1.1).
@@ -170,6 +177,7 @@ void EstService::Register(http::Router& router) {
                          "re-enrolment keeps the subject and subjectAltName of the current "
                          "certificate");
       }
+      DEVID_TRY(api_.CheckDeviceEnabled(org.id, subject));
       DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile,
                              api_.Profile(org.id, record->template_name));
       auto ca = backend_.Ca(org_name, ca_name, true);

@@ -76,6 +76,21 @@ rc=0; out=$("${C[@]}" --token "$TOKEN" cert list --org acme 2>&1) || rc=$?
 ((rc == 1)) && [ "$(wc -l <<<"$out")" = 1 ] && grep -q "devid: error: the CMS answered 403" <<<"$out" \
   && pass "an enrollment token may not list: one error line" || fail "an enrollment token may not list: one error line" "$out"
 
+# A device the registry has disabled gets no certificate, by any path.
+ADMIN_TOKEN=$(sed -n 's/.*"token":"\(devid_[0-9A-F]*\)".*/\1/p' client/cms-session.json)
+CURL=(curl -s --max-time 10 --cacert home/tls/ca.pem -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json')
+"${CURL[@]}" -d '{"identifier":"dev-0009"}' "$URL/api/v1/orgs/acme/devices" >/dev/null
+"${CURL[@]}" -X PATCH -d '{"status":"disabled"}' "$URL/api/v1/orgs/acme/devices/dev-0009" >/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout k9.pem \
+  -subj /CN=dev-0009 -out r9.pem 2>/dev/null
+rc=0; out=$("${C[@]}" cert issue --org acme --ca devices --csr r9.pem 2>&1) || rc=$?
+((rc == 1)) && grep -q "device 'dev-0009' is disabled" <<<"$out" \
+  && pass "a disabled device gets no certificate" || fail "a disabled device gets no certificate" "$out"
+openssl req -in r9.pem -outform DER | base64 >r9.b64
+code=$(curl -s --max-time 10 --cacert home/tls/ca.pem -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/pkcs10' --data-binary @r9.b64 "$URL/.well-known/est/acme/devices/simpleenroll")
+[ "$code" = 422 ] && pass "nor through EST (422)" || fail "nor through EST (422)" "$code"
+
 # Errors: one line, exit 1.
 echo "not-the-password" >bad
 rc=0; out=$("${C[@]}" login --user admin --password-file bad 2>&1) || rc=$?
