@@ -4,6 +4,7 @@
 
 #include "core/time.h"
 #include "crypto/ocsp.h"
+#include "crypto/verify.h"
 
 namespace devid::ca {
 
@@ -107,6 +108,13 @@ Result<std::string> NormalizeSerial(const std::string& serial_hex) {
   auto first = std::find_if(b.begin(), b.end(), [](uint8_t x) { return x != 0; });
   if (first == b.end()) return MakeError(ErrorCode::kInvalidInput, "serial must not be zero");
   return HexEncode(ByteView(&*first, static_cast<size_t>(b.end() - first)));
+}
+
+bool ValidCaName(const std::string& name) {
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+  });
 }
 
 }  // namespace
@@ -321,10 +329,7 @@ Result<store::CaRecord> Hierarchy::InitIssuing(const std::string& org_name, cons
 
 Result<store::CaRecord> Hierarchy::CreateCa(const store::Organization& org, const std::string& name,
                                             const CaOptions& options, SigningCa* parent) {
-  if (name.empty() || name.size() > 64 || !std::all_of(name.begin(), name.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '-' || c == '_';
-      })) {
+  if (!ValidCaName(name)) {
     return MakeError(ErrorCode::kInvalidInput,
                      "CA name must be 1-64 characters of A-Z, a-z, 0-9, '-', '_'");
   }
@@ -371,6 +376,66 @@ Result<store::CaRecord> Hierarchy::CreateCa(const store::Organization& org, cons
   store::NewCertificate record = RecordFor(cert, issuer_id, subject.ToString(), profile.name, der);
   auto result = parent != nullptr ? store_.CreateCa(org.id, ca, std::move(record))
                                   : store_.CreateRootCa(org.name, ca, std::move(record));
+  SecureZero(ca.key_pem.data(), ca.key_pem.size());
+  return result;
+}
+
+Result<store::CaRecord> Hierarchy::ImportIssuing(const std::string& org_name,
+                                                 const std::string& name,
+                                                 const std::vector<crypto::Certificate>& chain,
+                                                 const crypto::PrivateKey& key,
+                                                 const CaOptions& options) {
+  if (!ValidCaName(name)) {
+    return MakeError(ErrorCode::kInvalidInput,
+                     "CA name must be 1-64 characters of A-Z, a-z, 0-9, '-', '_'");
+  }
+  if (chain.size() < 2) {
+    return MakeError(ErrorCode::kInvalidInput,
+                     "give the CA's certificate and its issuers up to the root");
+  }
+  DEVID_ASSIGN_OR_RETURN(store::Organization org, store_.GetOrganization(org_name));
+  const crypto::Certificate& cert = chain.front();
+  if (!cert.is_ca()) {
+    return MakeError(ErrorCode::kPolicy, "the certificate is not a CA certificate");
+  }
+  int64_t now = NowUnix();
+  if (cert.not_before() > now || cert.not_after() <= now) {
+    return MakeError(ErrorCode::kPolicy, "the CA certificate is not valid now");
+  }
+  DEVID_ASSIGN_OR_RETURN(crypto::PublicKey cert_key, cert.public_key());
+  DEVID_ASSIGN_OR_RETURN(Bytes cert_spki, cert_key.ToDer());
+  DEVID_ASSIGN_OR_RETURN(Bytes key_spki, key.PublicKeyDer());
+  if (cert_spki != key_spki) {
+    return MakeError(ErrorCode::kPolicy, "the private key does not belong to the certificate");
+  }
+  std::vector<crypto::Certificate> intermediates(chain.begin() + 1, chain.end() - 1);
+  // The signatures up to the given root; external CAs' profiles vary, so
+  // OpenSSL's extra strictness checks are not asked for.
+  crypto::VerifyOptions verify;
+  verify.strict = false;
+  auto verified = crypto::VerifyChain(cert, intermediates, {chain.back()}, {}, verify);
+  if (!verified.ok()) {
+    return MakeError(
+        ErrorCode::kVerification,
+        "the CA certificate does not verify up to the root given: " + verified.error().message);
+  }
+  DEVID_ASSIGN_OR_RETURN(CertificateProfile profile, profiles_.Find("ica"));
+  DEVID_TRY(profile.CheckKey(cert.key_algorithm()));
+  const SecretString* pass = protection_.passphrase ? &*protection_.passphrase : nullptr;
+  DEVID_ASSIGN_OR_RETURN(std::string key_pem, key.ToPkcs8Pem(pass));
+  DEVID_ASSIGN_OR_RETURN(Bytes der, cert.ToDer());
+  DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject, cert.subject());
+  store::NewCa ca;
+  ca.name = name;
+  ca.kind = store::CaKind::kIssuing;
+  ca.certificate_der = der;
+  ca.key_pem = std::move(key_pem);
+  ca.key_encrypted = pass != nullptr;
+  ca.crl_url = options.crl_url;
+  ca.ocsp_url = options.ocsp_url;
+  // Its own certificate is recorded under itself (ca_id 0 = the new CA): no
+  // CA of this organization issued it.
+  auto result = store_.CreateCa(org.id, ca, RecordFor(cert, 0, subject.ToString(), "ica", der));
   SecureZero(ca.key_pem.data(), ca.key_pem.size());
   return result;
 }

@@ -135,6 +135,16 @@ class Hierarchy {
   Result<store::CaRecord> InitIssuing(const std::string& org, const std::string& name,
                                       const CaOptions& options);
 
+  // An issuing CA whose certificate an external CA signed: `chain` is its
+  // certificate, then its issuers up to a self-signed root; `key` its private
+  // key. Checked: a CA certificate, valid now, whose public key is `key`'s,
+  // and whose chain verifies up to that root. The key is stored protected as
+  // the others are; the external issuers are not stored (the CA has no parent
+  // in this organization).
+  Result<store::CaRecord> ImportIssuing(const std::string& org, const std::string& name,
+                                        const std::vector<crypto::Certificate>& chain,
+                                        const crypto::PrivateKey& key, const CaOptions& options);
+
   Result<SigningCa> Unlock(const std::string& org, const std::string& ca_name);
   Result<CertificateProfile> FindProfile(std::string_view name) const {
     return profiles_.Find(name);

@@ -625,6 +625,35 @@ void Api::Register(http::Router& router) {
         DEVID_ASSIGN_OR_RETURN(auto cas, backend_.store().ListCas(c.org->id));
         return Json(201, CaJson(record, cas));
       });
+  // An issuing CA signed by an external CA: its chain and private key.
+  add("POST", "/orgs/{org}/cas/import", Action::kCaManage, "ca.import",
+      [this, &hierarchy](const http::Request& r, Caller& c,
+                         std::string& target) -> Result<http::Response> {
+        DEVID_ASSIGN_OR_RETURN(json body, ParseBody(r));
+        DEVID_ASSIGN_OR_RETURN(std::string name, NameField(body, "name"));
+        DEVID_ASSIGN_OR_RETURN(std::string chain_pem, Field(body, "certificate_chain", 256 * 1024));
+        DEVID_ASSIGN_OR_RETURN(std::string key_pem, Field(body, "key", 64 * 1024));
+        DEVID_ASSIGN_OR_RETURN(std::string key_passphrase,
+                               Field(body, "key_passphrase", 1024, false));
+        target = "ca:" + name;
+        DEVID_ASSIGN_OR_RETURN(auto chain, crypto::Certificate::ParsePemChain(AsBytes(chain_pem)));
+        SecretString passphrase(key_passphrase);
+        SecureZero(key_passphrase.data(), key_passphrase.size());
+        auto key = crypto::PrivateKey::FromPem(key_pem,
+                                               passphrase.reveal().empty() ? nullptr : &passphrase);
+        SecureZero(key_pem.data(), key_pem.size());
+        if (!key.ok()) {
+          return MakeError(ErrorCode::kInvalidInput,
+                           "the key is not a PKCS#8 private key (or its passphrase is wrong)");
+        }
+        ca::CaOptions options;
+        options.crl_url = public_url_ + "/crl/{org}/{ca}.crl";
+        options.ocsp_url = public_url_ + "/ocsp/{org}/{ca}";
+        DEVID_ASSIGN_OR_RETURN(store::CaRecord record,
+                               hierarchy.ImportIssuing(c.org->name, name, chain, *key, options));
+        DEVID_ASSIGN_OR_RETURN(auto cas, backend_.store().ListCas(c.org->id));
+        return Json(201, CaJson(record, cas));
+      });
   add("POST", "/orgs/{org}/cas/{ca}/disable", Action::kCaManage, "ca.disable",
       [&db](const http::Request& r, Caller& c, std::string& target) -> Result<http::Response> {
         DEVID_ASSIGN_OR_RETURN(std::string name, PathParam(r, "ca"));

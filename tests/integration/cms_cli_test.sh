@@ -91,6 +91,35 @@ code=$(curl -s --max-time 10 --cacert home/tls/ca.pem -o /dev/null -w '%{http_co
   -H 'Content-Type: application/pkcs10' --data-binary @r9.b64 "$URL/.well-known/est/acme/devices/simpleenroll")
 [ "$code" = 422 ] && pass "nor through EST (422)" || fail "nor through EST (422)" "$code"
 
+# An issuing CA signed by an external root, imported with its key.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout x.key -subj /CN=other \
+  -out other-ca.pem 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ext-root.key \
+  -subj "/CN=External Root" -days 30 -addext basicConstraints=critical,CA:TRUE \
+  -addext keyUsage=critical,keyCertSign,cRLSign -out ext-root.pem 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ext-ica.key \
+  -subj "/CN=Externally Signed ICA" -out ext-ica.csr 2>/dev/null
+printf 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n' >ica.ext
+openssl x509 -req -in ext-ica.csr -CA ext-root.pem -CAkey ext-root.key -set_serial 0x42 -days 20 \
+  -extfile ica.ext -out ext-ica.pem 2>/dev/null
+import_body() {  # import_body CHAIN-FILES... KEY-FILE
+  python3 -c 'import json,sys; print(json.dumps({"name": sys.argv[1], "certificate_chain": "".join(open(f).read() for f in sys.argv[2:-1]), "key": open(sys.argv[-1]).read()}))' "$@"
+}
+import_status() { "${CURL[@]}" -o import.out -w '%{http_code}' -d "$(import_body "$@")" "$URL/api/v1/orgs/acme/cas/import"; }
+code=$(import_status external ext-ica.pem ext-root.pem ext-ica.key)
+[ "$code" = 201 ] && pass "import an externally signed issuing CA" || fail "import an externally signed issuing CA" "$code $(cat import.out)"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout k5.pem \
+  -subj /CN=dev-0005 -out r5.pem 2>/dev/null
+out=$("${C[@]}" cert issue --org acme --ca external --csr r5.pem --out c5.pem 2>&1) \
+  && openssl verify -CAfile ext-root.pem -untrusted ext-ica.pem c5.pem >/dev/null 2>&1 \
+  && pass "its certificates verify up to the external root" || fail "its certificates verify up to the external root" "$out"
+code=$(import_status wrongkey ext-ica.pem ext-root.pem k5.pem)
+[ "$code" = 422 ] && pass "import with a key that is not the CA's: 422" || fail "import with a key that is not the CA's: 422" "$code $(cat import.out)"
+code=$(import_status wrongroot ext-ica.pem other-ca.pem ext-ica.key)
+[ "$code" = 400 ] && pass "import with a chain to another root: 400" || fail "import with a chain to another root: 400" "$code $(cat import.out)"
+code=$(import_status leaf c5.pem ext-ica.pem ext-root.pem k5.pem)
+[ "$code" = 422 ] && pass "import of a non-CA certificate: 422" || fail "import of a non-CA certificate: 422" "$code $(cat import.out)"
+
 # Errors: one line, exit 1.
 echo "not-the-password" >bad
 rc=0; out=$("${C[@]}" login --user admin --password-file bad 2>&1) || rc=$?
@@ -100,8 +129,6 @@ mkdir -m 700 other
 rc=0; out=$("$DEVID" --home other cms --url "$URL" --cacert home/tls/ca.pem org list 2>&1) || rc=$?
 ((rc == 1)) && grep -q "not logged in" <<<"$out" && pass "no session: a clear error" \
   || fail "no session: a clear error" "$out"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout x.key -subj /CN=other \
-  -out other-ca.pem 2>/dev/null
 rc=0; out=$("$DEVID" --home other cms --url "$URL" --cacert other-ca.pem login --user admin --password-file pw 2>&1) || rc=$?
 ((rc == 1)) && grep -q "reaching the CMS" <<<"$out" && pass "an untrusted server certificate is refused" \
   || fail "an untrusted server certificate is refused" "$out"
