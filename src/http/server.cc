@@ -136,7 +136,8 @@ struct Server::Impl {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   size_t next_context = 0;
   ssl::context tls{ssl::context::tls_server};
-  tcp::acceptor acceptor;
+  // Optional so that it goes before the contexts it is registered with.
+  std::optional<tcp::acceptor> acceptor;
   std::atomic<bool> stopping{false};
   std::atomic<int> sessions{0};
   std::optional<asio::steady_timer> shutdown_timer;
@@ -154,15 +155,14 @@ struct Server::Impl {
         router(r),
         metrics(m),
         contexts(MakeContexts(options.threads)),
-        acceptor(*contexts[0]) {
+        acceptor(std::in_place, *contexts[0]) {
     for (auto& c : contexts) guards.push_back(asio::make_work_guard(*c));
   }
   ~Impl() {
     stopping = true;
     signals.reset();
     shutdown_timer.reset();
-    beast::error_code ignored;
-    acceptor.close(ignored);
+    acceptor.reset();
     // Pending handlers (and the sessions they hold) go with their context;
     // a session's destructor may call StopAll, which skips contexts gone.
     guards.clear();
@@ -330,8 +330,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
 void Server::Impl::Accept() {
   asio::io_context& target = *contexts[next_context++ % contexts.size()];
-  acceptor.async_accept(target, [this](beast::error_code ec, tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+  acceptor->async_accept(target, [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
     if (!ec) {
       // Responses go out in one write; without this, Nagle's algorithm and the
       // client's delayed ACK add ~40 ms to every keep-alive exchange.
@@ -346,7 +346,7 @@ void Server::Impl::Accept() {
 void Server::Impl::BeginShutdown() {
   if (stopping.exchange(true)) return;
   beast::error_code ignored;
-  acceptor.close(ignored);
+  acceptor->close(ignored);
   if (signals) signals->cancel(ignored);
   if (sessions == 0) return StopAll();
   // Requests in flight get a few seconds; idle keep-alive connections do not hold us.
@@ -378,10 +378,10 @@ Result<std::unique_ptr<Server>> Server::Start(ServerOptions options, const Route
   auto address = asio::ip::make_address(impl->options.address, ec);
   if (ec) return MakeError(ErrorCode::kInvalidInput, "bad listen address " + impl->options.address);
   tcp::endpoint endpoint(address, impl->options.port);
-  impl->acceptor.open(endpoint.protocol(), ec);
-  if (!ec) impl->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) impl->acceptor.bind(endpoint, ec);
-  if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  impl->acceptor->open(endpoint.protocol(), ec);
+  if (!ec) impl->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl->acceptor->bind(endpoint, ec);
+  if (!ec) impl->acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     return MakeError(ErrorCode::kIo, "cannot listen on " + impl->options.address + ":" +
                                          std::to_string(impl->options.port) + ": " + ec.message());
@@ -395,7 +395,7 @@ Server::~Server() = default;
 
 uint16_t Server::port() const {
   beast::error_code ec;
-  auto endpoint = impl_->acceptor.local_endpoint(ec);
+  auto endpoint = impl_->acceptor->local_endpoint(ec);
   return ec ? impl_->options.port : endpoint.port();
 }
 
