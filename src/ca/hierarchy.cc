@@ -98,8 +98,15 @@ std::string ReplaceAll(std::string s, std::string_view from, const std::string& 
   return s;
 }
 
-// Serial numbers are compared as the certificate stores them: upper-case hex
-// of the magnitude, without leading zero bytes.
+bool ValidCaName(const std::string& name) {
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+  });
+}
+
+}  // namespace
+
 Result<std::string> NormalizeSerial(const std::string& serial_hex) {
   auto bytes = HexDecode(serial_hex);
   if (!bytes.ok())
@@ -109,15 +116,6 @@ Result<std::string> NormalizeSerial(const std::string& serial_hex) {
   if (first == b.end()) return MakeError(ErrorCode::kInvalidInput, "serial must not be zero");
   return HexEncode(ByteView(&*first, static_cast<size_t>(b.end() - first)));
 }
-
-bool ValidCaName(const std::string& name) {
-  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '_';
-  });
-}
-
-}  // namespace
 
 std::string SigningCa::ExpandUrl(const std::string& pattern) const {
   return ReplaceAll(ReplaceAll(pattern, "{org}", org_.name), "{ca}", record_.name);

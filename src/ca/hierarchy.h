@@ -20,6 +20,10 @@
 
 namespace devid::ca {
 
+// A serial as certificates and the store hold it: upper-case hex of the
+// magnitude, without leading zero bytes. kInvalidInput for non-hex or zero.
+Result<std::string> NormalizeSerial(const std::string& serial_hex);
+
 // The root CA of an organization is always named this.
 inline constexpr std::string_view kRootCaName = "root";
 

@@ -4,7 +4,6 @@
 #include "cli/commands.h"
 #include "cms/audit.h"
 #include "cms/auth.h"
-#include "cms/password.h"
 #include "core/file.h"
 #include "crypto/key.h"
 
@@ -29,11 +28,6 @@ void AddAdminCommands(CLI::App& app, GlobalOptions& g) {
   bootstrap->callback([b, &g] {
     Run(g, [&]() -> Status {
       DEVID_ASSIGN_OR_RETURN(std::unique_ptr<store::Store> db, OpenHomeStore(g));
-      DEVID_ASSIGN_OR_RETURN(auto admins, db->ListUsers(std::nullopt));
-      if (!admins.empty()) {
-        return MakeError(ErrorCode::kAlreadyExists,
-                         "the CMS already has a system admin; bootstrap runs once");
-      }
       SecretString password;
       bool generated = b->password_file.empty();
       if (generated) {
@@ -45,11 +39,8 @@ void AddAdminCommands(CLI::App& app, GlobalOptions& g) {
       } else {
         DEVID_ASSIGN_OR_RETURN(password, ReadSecretLine(b->password_file, "password file"));
       }
-      DEVID_ASSIGN_OR_RETURN(std::string hash, cms::HashPassword(password.reveal()));
       DEVID_ASSIGN_OR_RETURN(store::UserRecord user,
-                             db->CreateUser({b->user, hash, std::nullopt, "system-admin"}));
-      DEVID_TRY(cms::AppendAudit(*db, {std::nullopt, "cli:admin-bootstrap", "user.create",
-                                       "user:" + user.username, "ok", "first system admin"}));
+                             cms::BootstrapSystemAdmin(*db, b->user, password.reveal()));
       std::cout << "system admin: " << Printable(user.username) << "\n";
       if (generated) std::cout << "password: " << password.reveal() << "\n";
       return {};

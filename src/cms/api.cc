@@ -69,6 +69,16 @@ Result<std::string> Field(const json& j, const char* name, size_t max, bool requ
   return v;
 }
 
+// A role an organization's users and tokens may have (not system-admin).
+Result<Role> OrgRoleField(const json& j) {
+  DEVID_ASSIGN_OR_RETURN(std::string name, Field(j, "role", 32));
+  auto role = ParseRole(name);
+  if (!role || *role == Role::kSystemAdmin) {
+    return BadInput("role must be org-admin, operator, auditor or enrollment");
+  }
+  return *role;
+}
+
 Result<std::string> NameField(const json& j, const char* name) {
   DEVID_ASSIGN_OR_RETURN(std::string v, Field(j, name, 64));
   if (!ValidName(v)) {
@@ -191,16 +201,6 @@ json AuditJson(const store::AuditRecord& r) {
   return {{"seq", r.seq},       {"at", FormatUtc(r.at)},    {"actor", r.actor},
           {"action", r.action}, {"target", r.target},       {"outcome", r.outcome},
           {"detail", r.detail}, {"prev_hash", r.prev_hash}, {"hash", r.hash}};
-}
-
-// Serials as stored: upper-case hex without leading zero bytes.
-std::optional<std::string> NormalizedSerial(std::string_view text) {
-  auto bytes = HexDecode(text);
-  if (!bytes.ok()) return std::nullopt;
-  Bytes b = std::move(bytes).value();
-  auto first = std::find_if(b.begin(), b.end(), [](uint8_t x) { return x != 0; });
-  if (first == b.end()) return std::nullopt;
-  return HexEncode(ByteView(&*first, static_cast<size_t>(b.end() - first)));
 }
 
 std::string CaNameOf(const std::vector<store::CaRecord>& cas, int64_t id) {
@@ -493,15 +493,12 @@ void Api::Register(http::Router& router) {
         DEVID_ASSIGN_OR_RETURN(json body, ParseBody(r));
         DEVID_ASSIGN_OR_RETURN(std::string username, NameField(body, "username"));
         DEVID_ASSIGN_OR_RETURN(std::string password, Field(body, "password", kMaxPasswordLength));
-        DEVID_ASSIGN_OR_RETURN(std::string role_name, Field(body, "role", 32));
         target = "user:" + username;
-        auto role = ParseRole(role_name);
-        if (!role || *role == Role::kSystemAdmin) {
-          return BadInput("role must be org-admin, operator, auditor or enrollment");
-        }
+        DEVID_ASSIGN_OR_RETURN(Role role, OrgRoleField(body));
         DEVID_ASSIGN_OR_RETURN(std::string hash, HashPassword(password));
-        DEVID_ASSIGN_OR_RETURN(store::UserRecord user,
-                               db.CreateUser({username, hash, c.org->id, role_name}));
+        DEVID_ASSIGN_OR_RETURN(
+            store::UserRecord user,
+            db.CreateUser({username, hash, c.org->id, std::string(RoleName(role))}));
         return Json(201, UserJson(user));
       });
   add("GET", "/orgs/{org}/users", Action::kUserManage, "user.list",
@@ -528,17 +525,13 @@ void Api::Register(http::Router& router) {
   add("POST", "/orgs/{org}/tokens", Action::kTokenManage, "token.create",
       [this](const http::Request& r, Caller& c, std::string& target) -> Result<http::Response> {
         DEVID_ASSIGN_OR_RETURN(json body, ParseBody(r));
-        DEVID_ASSIGN_OR_RETURN(std::string role_name, Field(body, "role", 32));
+        DEVID_ASSIGN_OR_RETURN(Role role, OrgRoleField(body));
         DEVID_ASSIGN_OR_RETURN(std::string name, Field(body, "name", 128));
         DEVID_ASSIGN_OR_RETURN(auto days, IntField(body, "expires_in_days", 1, 3650));
-        auto role = ParseRole(role_name);
-        if (!role || *role == Role::kSystemAdmin) {
-          return BadInput("role must be org-admin, operator, auditor or enrollment");
-        }
         std::optional<int64_t> expires;
         if (days) expires = NowUnix() + *days * kSecondsPerDay;
         DEVID_ASSIGN_OR_RETURN(NewTokenSecret token,
-                               auth_.CreateApiToken(c.org->id, *role, name, expires));
+                               auth_.CreateApiToken(c.org->id, role, name, expires));
         target = "token:" + std::to_string(token.record.id);
         json out = TokenJson(token.record);
         out["token"] = token.secret;  // shown once; only its hash is kept
@@ -776,7 +769,8 @@ void Api::Register(http::Router& router) {
             f.subject_contains = value;
           } else if (key == "serial") {
             if (value.size() > 64) return BadInput("serial too long");
-            f.serial_hex = NormalizedSerial(value).value_or("-");
+            auto normalized = ca::NormalizeSerial(value);
+            f.serial_hex = normalized.ok() ? *normalized : "-";
           } else if (key == "ca") {
             int64_t id = -1;
             for (const auto& ca : cas) {
@@ -812,8 +806,8 @@ void Api::Register(http::Router& router) {
   auto find_one = [&db](const http::Request& r, Caller& c,
                         std::vector<store::CaRecord>& cas) -> Result<store::CertificateRecord> {
     DEVID_ASSIGN_OR_RETURN(std::string serial_text, PathParam(r, "serial"));
-    auto normalized = NormalizedSerial(serial_text);
-    if (!normalized) return MakeError(ErrorCode::kNotFound, "no such certificate");
+    auto normalized = ca::NormalizeSerial(serial_text);
+    if (!normalized.ok()) return MakeError(ErrorCode::kNotFound, "no such certificate");
     const std::string& hex = *normalized;
     DEVID_ASSIGN_OR_RETURN(cas, db.ListCas(c.org->id));
     DEVID_ASSIGN_OR_RETURN(auto found, db.FindCertificatesBySerial(c.org->id, hex));

@@ -2,6 +2,7 @@
 
 #include <array>
 
+#include "cms/audit.h"
 #include "cms/password.h"
 #include "core/bytes.h"
 #include "core/time.h"
@@ -148,6 +149,21 @@ Result<Principal> Authenticator::Authenticate(std::string_view bearer, int64_t n
   }
   if ((p.role == Role::kSystemAdmin) != !p.org_id) return invalid();
   return p;
+}
+
+Result<store::UserRecord> BootstrapSystemAdmin(store::Store& store, const std::string& username,
+                                               std::string_view password) {
+  DEVID_ASSIGN_OR_RETURN(auto admins, store.ListUsers(std::nullopt));
+  if (!admins.empty()) {
+    return MakeError(ErrorCode::kAlreadyExists,
+                     "the CMS already has a system admin; bootstrap runs once");
+  }
+  DEVID_ASSIGN_OR_RETURN(std::string hash, HashPassword(password));
+  DEVID_ASSIGN_OR_RETURN(store::UserRecord user,
+                         store.CreateUser({username, hash, std::nullopt, "system-admin"}));
+  DEVID_TRY(AppendAudit(store, {std::nullopt, "cli:admin-bootstrap", "user.create",
+                                "user:" + user.username, "ok", "first system admin"}));
+  return user;
 }
 
 }  // namespace devid::cms

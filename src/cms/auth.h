@@ -63,4 +63,9 @@ class Authenticator {
   std::chrono::seconds session_lifetime_;
 };
 
+// `devid admin bootstrap`: the first system admin, only while there is none;
+// audited. kAlreadyExists once a system admin exists.
+Result<store::UserRecord> BootstrapSystemAdmin(store::Store& store, const std::string& username,
+                                               std::string_view password);
+
 }  // namespace devid::cms

@@ -12,26 +12,16 @@ namespace {
 
 constexpr std::string_view kPkcs7CertsOnly = "application/pkcs7-mime; smime-type=certs-only";
 
-// RFC 7030 §4: bodies are base64, possibly in lines.
-Result<Bytes> DecodeBase64Body(std::string_view body) {
-  std::string compact;
-  compact.reserve(body.size());
-  for (char c : body) {
-    if (c != '\r' && c != '\n' && c != ' ' && c != '\t') compact.push_back(c);
-  }
-  auto der = Base64Decode(compact);
-  if (!der || der->empty()) {
-    return MakeError(ErrorCode::kInvalidInput, "the body is not base64 (RFC 7030 §4.2.1)");
-  }
-  return std::move(*der);
-}
-
 Result<crypto::CertificateRequest> ReadCsr(const http::Request& r) {
   if (!http::HasMediaType(r, "application/pkcs10")) {
     return MakeError(ErrorCode::kInvalidInput, "unsupported_media_type");
   }
-  DEVID_ASSIGN_OR_RETURN(Bytes der, DecodeBase64Body(r.body));
-  return crypto::CertificateRequest::Parse(der);
+  // RFC 7030 §4: bodies are base64, possibly in lines.
+  auto der = Base64DecodeLines(r.body);
+  if (!der || der->empty()) {
+    return MakeError(ErrorCode::kInvalidInput, "the body is not base64 (RFC 7030 §4.2.1)");
+  }
+  return crypto::CertificateRequest::Parse(*der);
 }
 
 http::Response Base64Part(std::string_view content_type, ByteView der) {

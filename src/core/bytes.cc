@@ -64,6 +64,15 @@ std::optional<Bytes> Base64Decode(std::string_view text) {
   return out;
 }
 
+std::optional<Bytes> Base64DecodeLines(std::string_view text) {
+  std::string compact;
+  compact.reserve(text.size());
+  for (char c : text) {
+    if (c != '\r' && c != '\n' && c != ' ' && c != '\t') compact.push_back(c);
+  }
+  return Base64Decode(compact);
+}
+
 std::string Base64Encode(ByteView data, size_t line_length) {
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

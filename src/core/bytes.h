@@ -24,6 +24,8 @@ inline std::string_view AsString(ByteView b) {
 
 // RFC 4648 base64, standard alphabet; padding optional when decoding.
 std::optional<Bytes> Base64Decode(std::string_view text);
+// The same, ignoring line breaks and blanks (MIME and RFC 7030 bodies).
+std::optional<Bytes> Base64DecodeLines(std::string_view text);
 // With padding; `line_length` > 0 breaks lines with LF (RFC 7030 bodies; GNU
 // base64 -d and OpenSSL both read LF-separated lines, not all read CRLF).
 std::string Base64Encode(ByteView data, size_t line_length = 0);

@@ -179,6 +179,14 @@ Result<TlsSessionInfo> TlsHandshake(const TlsClientOptions& o, const std::string
   return info;
 }
 
+Status SetSessionIdContext(SSL_CTX* ctx, std::string_view context) {
+  if (SSL_CTX_set_session_id_context(ctx, reinterpret_cast<const unsigned char*>(context.data()),
+                                     static_cast<unsigned int>(context.size())) != 1) {
+    return OpenSslError("setting the TLS session id context");
+  }
+  return {};
+}
+
 std::optional<Bytes> PeerCertificateDer(SSL* ssl) {
   UniquePtr<X509> peer(SSL_get1_peer_certificate(ssl));
   if (!peer) return std::nullopt;

@@ -55,6 +55,10 @@ Result<UniquePtr<OSSL_LIB_CTX>> NewLibraryContext();
 Result<TlsSessionInfo> TlsHandshake(const TlsClientOptions& options, const std::string& host,
                                     uint16_t port);
 
+// A server that asks for client certificates: sessions resume only within
+// this context (OpenSSL refuses resumption without one when peers are verified).
+Status SetSessionIdContext(SSL_CTX* ctx, std::string_view context);
+
 // The DER of the certificate the peer of `ssl` presented, if any (not verified
 // here: a server that asks for client certificates checks them itself).
 std::optional<Bytes> PeerCertificateDer(SSL* ssl);

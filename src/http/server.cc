@@ -368,9 +368,7 @@ Result<std::unique_ptr<Server>> Server::Start(ServerOptions options, const Route
     // (EST re-enrolment) verify it against the CA that issued it.
     impl->tls.set_verify_mode(ssl::verify_peer);
     impl->tls.set_verify_callback([](bool, ssl::verify_context&) { return true; });
-    // Sessions are resumed only within the same client identity context.
-    SSL_CTX_set_session_id_context(impl->tls.native_handle(),
-                                   reinterpret_cast<const unsigned char*>("devid"), 5);
+    DEVID_TRY(crypto::SetSessionIdContext(impl->tls.native_handle(), "devid"));
   }
   // TLS 1.2 and 1.3 only.
   impl->tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |

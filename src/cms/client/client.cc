@@ -40,12 +40,8 @@ Error FromStatus(long status, const std::string& body) {
 }
 
 // RFC 7030 bodies are base64 in lines.
-Result<Bytes> DecodeBase64Lines(std::string_view body) {
-  std::string compact;
-  for (char c : body) {
-    if (c != '\r' && c != '\n' && c != ' ' && c != '\t') compact.push_back(c);
-  }
-  auto der = Base64Decode(compact);
+Result<Bytes> DecodeEstBody(std::string_view body) {
+  auto der = Base64DecodeLines(body);
   if (!der) return MakeError(ErrorCode::kInvalidInput, "the EST answer is not base64");
   return std::move(*der);
 }
@@ -213,7 +209,7 @@ Result<std::vector<crypto::Certificate>> CmsClient::EstCaCerts(const std::string
                                                "/" + Segment(ca) + "/cacerts",
                                            "", ""));
   if (reply.status != 200) return FromStatus(reply.status, reply.body);
-  DEVID_ASSIGN_OR_RETURN(Bytes der, DecodeBase64Lines(reply.body));
+  DEVID_ASSIGN_OR_RETURN(Bytes der, DecodeEstBody(reply.body));
   return crypto::ParseCertsOnlyPkcs7(der);
 }
 
@@ -224,7 +220,7 @@ Result<crypto::Certificate> CmsClient::EstSimpleEnroll(const std::string& org,
                                                "/" + Segment(ca) + "/simpleenroll",
                                            "application/pkcs10", Base64Encode(csr_der, 64)));
   if (reply.status != 200) return FromStatus(reply.status, reply.body);
-  DEVID_ASSIGN_OR_RETURN(Bytes der, DecodeBase64Lines(reply.body));
+  DEVID_ASSIGN_OR_RETURN(Bytes der, DecodeEstBody(reply.body));
   DEVID_ASSIGN_OR_RETURN(std::vector<crypto::Certificate> certs, crypto::ParseCertsOnlyPkcs7(der));
   if (certs.size() != 1) {
     return MakeError(ErrorCode::kIo, "the EST answer holds " + std::to_string(certs.size()) +
