@@ -56,5 +56,11 @@ void AddServeCommands(CLI::App& app, GlobalOptions& global);
 void AddCmsCommands(CLI::App& app, GlobalOptions& global);
 // `devid admin …` and `devid audit …`
 void AddAdminCommands(CLI::App& app, GlobalOptions& global);
+// `devid hub …`
+void AddHubCommands(CLI::App& app, GlobalOptions& global);
+// `devid factory …`
+void AddFactoryCommands(CLI::App& app, GlobalOptions& global);
+// `devid fleet …`
+void AddFleetCommands(CLI::App& app, GlobalOptions& global);
 
 }  // namespace devid::cli

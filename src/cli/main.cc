@@ -34,6 +34,9 @@ int main(int argc, char** argv) {
   devid::cli::AddServeCommands(app, global);
   devid::cli::AddAdminCommands(app, global);
   devid::cli::AddCmsCommands(app, global);
+  devid::cli::AddHubCommands(app, global);
+  devid::cli::AddFactoryCommands(app, global);
+  devid::cli::AddFleetCommands(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -310,14 +310,9 @@ void AddSeCommands(CLI::App& app, GlobalOptions& g) {
           sans.push_back(std::move(san));
         }
         DEVID_ASSIGN_OR_RETURN(se::ChipClient chip, Connect(*o));
-        auto slot = static_cast<uint8_t>(o->slot);
-        DEVID_ASSIGN_OR_RETURN(auto key, chip.ReadPublicKey(slot));
-        DEVID_ASSIGN_OR_RETURN(crypto::PublicKey pub,
-                               crypto::EcPublicKeyFromPoint(key.first, key.second));
-        crypto::ExternalEcSigner signer{std::move(pub),
-                                        [&](ByteView digest) { return chip.Sign(slot, digest); }};
-        DEVID_ASSIGN_OR_RETURN(crypto::CertificateRequest csr,
-                               crypto::MakeCertificateRequest(signer, subject, sans));
+        DEVID_ASSIGN_OR_RETURN(
+            crypto::CertificateRequest csr,
+            se::MakeCsrInChip(chip, static_cast<uint8_t>(o->slot), subject, sans));
         DEVID_ASSIGN_OR_RETURN(std::string pem, csr.ToPem());
         return WriteFileAtomic(o->out, AsBytes(pem));
       });

@@ -519,4 +519,15 @@ Status ServeChip(std::unique_ptr<SecureElement> chip, const std::string& socket_
   return {};
 }
 
+Result<crypto::CertificateRequest> MakeCsrInChip(ChipClient& chip, uint8_t slot,
+                                                 const crypto::DistinguishedName& subject,
+                                                 const std::vector<crypto::GeneralName>& sans) {
+  DEVID_ASSIGN_OR_RETURN(auto key, chip.ReadPublicKey(slot));
+  DEVID_ASSIGN_OR_RETURN(crypto::PublicKey pub,
+                         crypto::EcPublicKeyFromPoint(key.first, key.second));
+  crypto::ExternalEcSigner signer{std::move(pub),
+                                  [&](ByteView digest) { return chip.Sign(slot, digest); }};
+  return crypto::MakeCertificateRequest(signer, subject, sans);
+}
+
 }  // namespace devid::se

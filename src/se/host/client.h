@@ -14,7 +14,9 @@
 
 #include "core/bytes.h"
 #include "core/result.h"
+#include "crypto/csr.h"
 #include "crypto/key.h"
+#include "crypto/name.h"
 #include "se/apdu.h"
 #include "se/device/secure_element.h"
 
@@ -147,6 +149,12 @@ class ChipClient {
                                 std::optional<uint32_t> le);
   std::unique_ptr<Transport> transport_;
 };
+
+// A PKCS#10 request for the key in `slot`, signed in the chip (the private key
+// never leaves it): what `devid se csr`, the factory and the agent send.
+Result<crypto::CertificateRequest> MakeCsrInChip(ChipClient& chip, uint8_t slot,
+                                                 const crypto::DistinguishedName& subject,
+                                                 const std::vector<crypto::GeneralName>& sans);
 
 // An error for a status word: 6982/63Cx/6983 -> kAuth, 6581 -> kTamper,
 // 6A82 -> kNotFound, 6A80/6700/6A86 -> kInvalidInput, others -> kCrypto.

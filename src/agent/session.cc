@@ -1,0 +1,2 @@
+// Filled in by the issue-6 work.
+#include "agent/session.h"

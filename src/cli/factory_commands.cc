@@ -1,0 +1,11 @@
+// `devid factory …`
+#include "cli/commands.h"
+
+namespace devid::cli {
+
+void AddFactoryCommands(CLI::App& app, GlobalOptions& g) {
+  (void)app;
+  (void)g;
+}
+
+}  // namespace devid::cli

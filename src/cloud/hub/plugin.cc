@@ -1,0 +1,1 @@
+// The Mosquitto plugin of `devid hub`: filled in by the issue-6 work.
