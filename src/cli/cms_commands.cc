@@ -16,16 +16,41 @@ namespace {
 
 using json = nlohmann::json;
 
-struct CmsOpts {
-  std::string url;
-  std::string cacert;
-  std::string token;
-};
-
 std::string SessionPath(const GlobalOptions& g) { return HomeDir(g) + "/cms-session.json"; }
 
-Result<cms::client::CmsClient> Connect(const GlobalOptions& g, const CmsOpts& o,
-                                       bool need_token = true) {
+void Print(const json& j) { std::cout << j.dump(2) << "\n"; }
+
+std::string Org(const std::string& org) { return "/orgs/" + cms::client::CmsClient::Segment(org); }
+
+// Adds a subcommand whose body gets a connected client.
+CLI::App* Command(CLI::App* parent, const std::string& name, const std::string& help,
+                  GlobalOptions& g, std::shared_ptr<CmsOpts> o,
+                  std::function<Status(cms::client::CmsClient&)> body) {
+  CLI::App* c = parent->add_subcommand(name, help);
+  c->callback([&g, o, body = std::move(body)] {
+    Run(g, [&]() -> Status {
+      DEVID_ASSIGN_OR_RETURN(cms::client::CmsClient client, ConnectCms(g, *o, true));
+      return body(client);
+    });
+  });
+  return c;
+}
+
+}  // namespace
+
+void AddCmsConnectionOptions(CLI::App* c, CmsOpts& o) {
+  c->add_option("--url", o.url,
+                "CMS base URL, https://HOST:PORT (default: the session of "
+                "`devid cms login` in the home)")
+      ->envname("DEVID_CMS_URL");
+  c->add_option("--cacert", o.cacert, "CA certificate(s) the CMS server is trusted by")
+      ->envname("DEVID_CMS_CACERT");
+  c->add_option("--token", o.token, "Bearer token (session or API token)")
+      ->envname("DEVID_CMS_TOKEN");
+}
+
+Result<cms::client::CmsClient> ConnectCms(const GlobalOptions& g, const CmsOpts& o,
+                                          bool need_token) {
   cms::client::ClientOptions options{o.url, o.cacert, o.token};
   auto saved = ReadFile(SessionPath(g), 64 * 1024);
   if (saved.ok()) {
@@ -50,35 +75,11 @@ Result<cms::client::CmsClient> Connect(const GlobalOptions& g, const CmsOpts& o,
   return client;
 }
 
-void Print(const json& j) { std::cout << j.dump(2) << "\n"; }
-
-std::string Org(const std::string& org) { return "/orgs/" + cms::client::CmsClient::Segment(org); }
-
-// Adds a subcommand whose body gets a connected client.
-CLI::App* Command(CLI::App* parent, const std::string& name, const std::string& help,
-                  GlobalOptions& g, std::shared_ptr<CmsOpts> o,
-                  std::function<Status(cms::client::CmsClient&)> body) {
-  CLI::App* c = parent->add_subcommand(name, help);
-  c->callback([&g, o, body = std::move(body)] {
-    Run(g, [&]() -> Status {
-      DEVID_ASSIGN_OR_RETURN(cms::client::CmsClient client, Connect(g, *o));
-      return body(client);
-    });
-  });
-  return c;
-}
-
-}  // namespace
-
 void AddCmsCommands(CLI::App& app, GlobalOptions& g) {
   auto o = std::make_shared<CmsOpts>();
   CLI::App* cms = app.add_subcommand("cms", "The CMS API (devid serve) from the command line");
   cms->require_subcommand(1);
-  cms->add_option("--url", o->url, "CMS base URL, https://HOST:PORT")->envname("DEVID_CMS_URL");
-  cms->add_option("--cacert", o->cacert, "CA certificate(s) the CMS server is trusted by")
-      ->envname("DEVID_CMS_CACERT");
-  cms->add_option("--token", o->token, "Bearer token (session or API token)")
-      ->envname("DEVID_CMS_TOKEN");
+  AddCmsConnectionOptions(cms, *o);
 
   // login
   auto user = std::make_shared<std::string>();
@@ -99,7 +100,7 @@ void AddCmsCommands(CLI::App& app, GlobalOptions& g) {
         return MakeError(ErrorCode::kInvalidInput,
                          "give --password-file or set DEVID_CMS_PASSWORD");
       }
-      DEVID_ASSIGN_OR_RETURN(cms::client::CmsClient client, Connect(g, *o, false));
+      DEVID_ASSIGN_OR_RETURN(cms::client::CmsClient client, ConnectCms(g, *o, false));
       DEVID_ASSIGN_OR_RETURN(std::string token,
                              client.Login(*user, std::string(password.reveal())));
       std::string url = o->url;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ca/hierarchy.h"
+#include "cms/client/client.h"
 #include "core/result.h"
 #include "core/secret.h"
 #include "store/store.h"
@@ -43,6 +44,17 @@ Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text,
                                                        const std::string& option,
                                                        const std::string& host_word,
                                                        bool allow_port_zero);
+
+// Where the CMS is and who calls it: --url, --cacert, --token (DEVID_CMS_*),
+// else the session `devid cms login` keeps in <home>/cms-session.json.
+struct CmsOpts {
+  std::string url;
+  std::string cacert;
+  std::string token;
+};
+void AddCmsConnectionOptions(CLI::App* c, CmsOpts& o);
+Result<cms::client::CmsClient> ConnectCms(const GlobalOptions& g, const CmsOpts& o,
+                                          bool need_token);
 
 // `devid ca …`
 void AddCaCommands(CLI::App& app, GlobalOptions& global);

@@ -189,6 +189,18 @@ json TokenJson(const store::TokenRecord& t) {
   return j;
 }
 
+// A CA's certificate and those above it, PEM, the CA's first.
+Result<std::string> ChainPem(ca::Hierarchy& hierarchy, const std::string& org,
+                             const std::string& ca) {
+  DEVID_ASSIGN_OR_RETURN(auto chain, hierarchy.Chain(org, ca));
+  std::string pem;
+  for (const auto& cert : chain) {
+    DEVID_ASSIGN_OR_RETURN(std::string one, cert.ToPem());
+    pem += one;
+  }
+  return pem;
+}
+
 json DeviceJson(const store::DeviceRecord& d) {
   json j = {
       {"identifier", d.identifier}, {"status", d.status}, {"created_at", FormatUtc(d.created_at)}};
@@ -580,12 +592,7 @@ void Api::Register(http::Router& router) {
                    std::string& target) -> Result<http::Response> {
         DEVID_ASSIGN_OR_RETURN(std::string name, PathParam(r, "ca"));
         target = "ca:" + name;
-        DEVID_ASSIGN_OR_RETURN(auto chain, hierarchy.Chain(c.org->name, name));
-        std::string pem;
-        for (const auto& cert : chain) {
-          DEVID_ASSIGN_OR_RETURN(std::string one, cert.ToPem());
-          pem += one;
-        }
+        DEVID_ASSIGN_OR_RETURN(std::string pem, ChainPem(hierarchy, c.org->name, name));
         return http::Response{200, "application/pem-certificate-chain", pem, {}};
       });
   add("POST", "/orgs/{org}/cas", Action::kCaManage, "ca.create",
@@ -1025,6 +1032,53 @@ void Api::Register(http::Router& router) {
                           {"bundle", Base64Encode(bundle)}});
       });
 
+  // Figure 2, keys made on the chip: the chips' CSRs signed as one batch, in one
+  // transaction (all or none), answered in request order.
+  add("POST", "/orgs/{org}/batches/csrs", Action::kCertificateManage, "certificate.batch_csrs",
+      [this, &hierarchy](const http::Request& r, Caller& c,
+                         std::string& target) -> Result<http::Response> {
+        DEVID_ASSIGN_OR_RETURN(json body, ParseBody(r));
+        DEVID_ASSIGN_OR_RETURN(std::string ca_name, NameField(body, "ca"));
+        DEVID_ASSIGN_OR_RETURN(std::string template_name, NameField(body, "template"));
+        DEVID_ASSIGN_OR_RETURN(auto days, IntField(body, "days", 1, 36500));
+        auto list = body.find("csrs");
+        if (list == body.end() || !list->is_array() || list->empty()) {
+          return BadInput("field 'csrs' must be a non-empty array of PEM requests");
+        }
+        if (list->size() > static_cast<size_t>(kMaxBatch)) {
+          return BadInput("at most " + std::to_string(kMaxBatch) + " requests in one batch");
+        }
+        std::vector<crypto::CertificateRequest> csrs;
+        csrs.reserve(list->size());
+        for (size_t i = 0; i < list->size(); ++i) {
+          const json& item = (*list)[i];
+          if (!item.is_string()) return BadInput("csrs[" + std::to_string(i) + "] is not a string");
+          auto csr = crypto::CertificateRequest::Parse(AsBytes(item.get_ref<const std::string&>()));
+          if (!csr.ok()) return csr.error().Context("csrs[" + std::to_string(i) + "]");
+          DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject, csr->subject());
+          DEVID_TRY(CheckDeviceEnabled(c.org->id, subject));
+          csrs.push_back(std::move(*csr));
+        }
+        DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile, Profile(c.org->id, template_name));
+        DEVID_ASSIGN_OR_RETURN(ca::SigningCa * ca, backend_.Ca(c.org->name, ca_name, true));
+        ca::IssueOptions options;
+        if (days) options.days = static_cast<int>(*days);
+        json issued = json::array();
+        for (size_t i = 0; i < csrs.size(); ++i) {
+          auto one = ca->Issue(profile, csrs[i], options);
+          if (!one.ok()) return one.error().Context("csrs[" + std::to_string(i) + "]");
+          issued.push_back(CertificateJson(one->record, ca_name, true));
+        }
+        target = "batch:" + std::to_string(issued.size()) + " from " +
+                 issued.front()["serial"].get<std::string>();
+        if (backend_.metrics() != nullptr) {
+          backend_.metrics()->Increment("devid_certificates_issued_total", "",
+                                        static_cast<double>(issued.size()));
+        }
+        DEVID_ASSIGN_OR_RETURN(std::string chain, ChainPem(hierarchy, c.org->name, ca_name));
+        return Json(201, {{"count", issued.size()}, {"certificates", issued}, {"chain", chain}});
+      });
+
   // --- devices -----------------------------------------------------------------
   add("GET", "/orgs/{org}/devices", Action::kDeviceRead, "device.list",
       [&db](const http::Request&, Caller& c, std::string&) -> Result<http::Response> {
@@ -1081,6 +1135,21 @@ void Api::Register(http::Router& router) {
         }
         DEVID_TRY(db.SetDeviceStatus(c.org->id, id, status));
         DEVID_ASSIGN_OR_RETURN(store::DeviceRecord d, db.GetDevice(c.org->id, id));
+        return Json(200, DeviceJson(d));
+      });
+
+  // Just-in-time registration (the hub): a device's accepted connection. The
+  // device is created on first sight; its status is answered so that the
+  // caller can refuse a disabled one.
+  add("POST", "/orgs/{org}/devices/{device}/connections", Action::kDeviceManage,
+      "device.connection",
+      [&db](const http::Request& r, Caller& c, std::string& target) -> Result<http::Response> {
+        DEVID_ASSIGN_OR_RETURN(std::string id, PathParam(r, "device"));
+        if (!ValidName(id)) {
+          return BadInput("a device identifier is 1-64 characters of A-Z a-z 0-9 . _ - @");
+        }
+        target = "device:" + id;
+        DEVID_ASSIGN_OR_RETURN(store::DeviceRecord d, db.TouchDevice(c.org->id, id, NowUnix()));
         return Json(200, DeviceJson(d));
       });
 

@@ -352,6 +352,41 @@ expect "a system admin's logout: 200" 200
 api GET /orgs "$ADMIN2"
 expect "the system admin's ended session: 401" 401 "$ERR"
 
+# A batch of CSRs (figure 2, keys made on chips): all signed in one transaction, in order.
+csr bc1 /CN=batch-chip-1
+csr bc2 /CN=batch-chip-2
+api GET "/orgs/acme/certificates?status=any&limit=1000" "$ADMIN"
+before=$(jq '.certificates|length' <<<"$RESP")
+api POST /orgs/acme/batches/csrs "${TOK[acme/operator]}" \
+  "{\"ca\":\"devices\",\"template\":\"device\",\"csrs\":[$(pem_json bc1.csr),$(pem_json bc2.csr)]}"
+expect "batch of 2 CSRs: 201, in request order" 201 \
+  '.count==2 and (.certificates[0].subject|test("batch-chip-1")) and (.certificates[1].subject|test("batch-chip-2"))'
+jq -r '.certificates[1].certificate' <<<"$RESP" >bc2.pem
+jq -r '.chain' <<<"$RESP" >bc-chain.pem
+ok "the batch's second certificate verifies with the chain it came with" \
+  openssl verify -partial_chain -CAfile bc-chain.pem bc2.pem
+[ "$(openssl x509 -in bc2.pem -noout -pubkey)" = "$(openssl pkey -in bc2.key -pubout)" ] \
+  && pass "the batch certificate carries the CSR's key" || fail "the batch certificate carries the CSR's key"
+printf -- '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n' >broken.csr
+api POST /orgs/acme/batches/csrs "${TOK[acme/operator]}" \
+  "{\"ca\":\"devices\",\"template\":\"device\",\"csrs\":[$(pem_json bc1.csr),$(pem_json broken.csr)]}"
+expect "a batch with one broken CSR: 400 naming it" 400 "$ERR and (.error.message|test(\"csrs\\\\[1\\\\]\"))"
+api POST /orgs/acme/batches/csrs "${TOK[acme/operator]}" '{"ca":"devices","template":"device","csrs":[]}'
+expect "an empty batch: 400" 400 "$ERR"
+api GET "/orgs/acme/certificates?status=any&limit=1000" "$ADMIN"
+[ "$(jq '.certificates|length' <<<"$RESP")" = $((before + 2)) ] \
+  && pass "the refused batches issued nothing (all or none)" \
+  || fail "the refused batches issued nothing (all or none)" "before $before, now $(jq '.certificates|length' <<<"$RESP")"
+
+# Just-in-time registration (the hub): a connection creates the device and stamps it.
+api POST /orgs/acme/devices/jit-dev-1/connections "${TOK[acme/operator]}" '{}'
+expect "a first connection registers the device: 200, active, first_seen set" 200 \
+  '.identifier=="jit-dev-1" and .status=="active" and .first_seen!=null and .last_seen!=null'
+api POST /orgs/acme/devices/jit-dev-1/connections "${TOK[acme/auditor]}" '{}'
+expect "an auditor cannot record connections: 403" 403 "$ERR"
+api POST "/orgs/acme/devices/bad%20id/connections" "${TOK[acme/operator]}" '{}'
+expect "a device id with a space: 400" 400 "$ERR"
+
 api GET /openapi.yaml ""
 expect "GET /api/v1/openapi.yaml: 200" 200
 grep -q '^openapi:' resp.body && pass "the OpenAPI document is YAML" || fail "the OpenAPI document is YAML" "${RESP:0:200}"
@@ -412,10 +447,12 @@ GET    /orgs/{org}/certificates/{serial}         cert.read   -        200
 POST   /orgs/{org}/certificates/{serial}/revoke  cert.manage revoke   200
 POST   /orgs/{org}/certificates/{serial}/renew   cert.manage -        201
 POST   /orgs/{org}/certificates/{serial}/rekey   cert.manage rekey    201
+POST   /orgs/{org}/batches/csrs                  cert.manage csrbatch 201
 GET    /orgs/{org}/devices                       dev.read    -        200
 POST   /orgs/{org}/devices                       dev.manage  device   201
 GET    /orgs/{org}/devices/{device}              dev.read    -        200
 PATCH  /orgs/{org}/devices/{device}              dev.manage  devpatch 200
+POST   /orgs/{org}/devices/{device}/connections  dev.manage  -        200
 GET    /orgs/{org}/audit                         audit       -        200
 GET    /orgs/{org}/audit/verify                  audit       -        200
 GET    /audit                                    audit       -        200
@@ -497,6 +534,8 @@ cell() {
     # Denied cells send a CSR made once: the request is refused before it is read.
     issue) [ "$want" = allowed ] && csr "cell$N" "/CN=cell-$N" || cp dev1.csr "cell$N.csr"
       body=$(issue_body "cell$N.csr") ;;
+    csrbatch) [ "$want" = allowed ] && csr "cell$N" "/CN=cell-$N" || cp dev1.csr "cell$N.csr"
+      body="{\"ca\":\"devices\",\"template\":\"device\",\"csrs\":[$(pem_json "cell$N.csr")]}" ;;
     revoke) body='{"reason":"superseded"}' ;;
     rekey) [ "$want" = allowed ] && csr "rekey$N" "/CN=$cn" || cp dev1.csr "rekey$N.csr"
       body="{\"csr\":$(pem_json "rekey$N.csr")}" ;;

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -528,6 +529,19 @@ Result<crypto::CertificateRequest> MakeCsrInChip(ChipClient& chip, uint8_t slot,
   crypto::ExternalEcSigner signer{std::move(pub),
                                   [&](ByteView digest) { return chip.Sign(slot, digest); }};
   return crypto::MakeCertificateRequest(signer, subject, sans);
+}
+
+Status WriteChipFile(ChipClient& chip, uint16_t id, ByteView data, size_t max_size, uint8_t read_ac,
+                     uint8_t write_ac) {
+  DEVID_ASSIGN_OR_RETURN(std::vector<ChipFileInfo> files, chip.ListFiles());
+  bool exists = std::any_of(files.begin(), files.end(), [&](const auto& f) { return f.id == id; });
+  if (!exists) {
+    size_t max = max_size > 0 ? max_size : data.size();
+    if (max == 0 || max > 0xFFFF)
+      return MakeError(ErrorCode::kInvalidInput, "file size must be 1..65535");
+    DEVID_TRY(chip.CreateFile(id, static_cast<uint16_t>(max), read_ac, write_ac));
+  }
+  return chip.WriteFile(id, data);
 }
 
 }  // namespace devid::se

@@ -156,6 +156,12 @@ Result<crypto::CertificateRequest> MakeCsrInChip(ChipClient& chip, uint8_t slot,
                                                  const crypto::DistinguishedName& subject,
                                                  const std::vector<crypto::GeneralName>& sans);
 
+// Writes chip file `id`, creating it first when the chip has none (room for
+// `max_size` bytes, 0: the content's size; the given access conditions):
+// what `devid se file write` and the factory do.
+Status WriteChipFile(ChipClient& chip, uint16_t id, ByteView data, size_t max_size, uint8_t read_ac,
+                     uint8_t write_ac);
+
 // An error for a status word: 6982/63Cx/6983 -> kAuth, 6581 -> kTamper,
 // 6A82 -> kNotFound, 6A80/6700/6A86 -> kInvalidInput, others -> kCrypto.
 Error StatusError(uint16_t sw);
