@@ -1,2 +1,159 @@
-// Filled in by the issue-6 work.
 #include "agent/enroll.h"
+
+#include <charconv>
+
+#include "cms/client/client.h"
+#include "core/bytes.h"
+#include "core/file.h"
+
+namespace devid::agent {
+
+namespace {
+
+struct HttpsUrl {
+  std::string host;
+  uint16_t port = 443;
+};
+
+Result<HttpsUrl> ParseHttpsUrl(const std::string& url) {
+  constexpr std::string_view kScheme = "https://";
+  if (!url.starts_with(kScheme)) {
+    return MakeError(ErrorCode::kInvalidInput, "the CMS URL must start with https://");
+  }
+  std::string rest = url.substr(kScheme.size());
+  if (size_t slash = rest.find('/'); slash != std::string::npos) rest.resize(slash);
+  HttpsUrl out;
+  size_t colon = rest.rfind(':');
+  if (!rest.empty() && rest.front() == '[') {
+    size_t close = rest.find(']');
+    if (close == std::string::npos) return MakeError(ErrorCode::kInvalidInput, "bad CMS URL");
+    out.host = rest.substr(1, close - 1);
+    colon = rest.size() > close + 1 && rest[close + 1] == ':' ? close + 1 : std::string::npos;
+  } else {
+    out.host = rest.substr(0, colon);
+  }
+  if (colon != std::string::npos) {
+    std::string_view p = std::string_view(rest).substr(colon + 1);
+    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), out.port);
+    if (ec != std::errc() || end != p.data() + p.size() || out.port == 0) {
+      return MakeError(ErrorCode::kInvalidInput, "bad port in the CMS URL");
+    }
+  }
+  if (out.host.empty()) return MakeError(ErrorCode::kInvalidInput, "no host in the CMS URL");
+  return out;
+}
+
+// One HTTP/1.1 POST over a fresh TLS connection; the answer's status and body.
+Result<std::pair<long, std::string>> Post(SSL_CTX* ctx, const HttpsUrl& url,
+                                          const std::string& path, const std::string& type,
+                                          const std::string& body) {
+  DEVID_ASSIGN_OR_RETURN(crypto::TlsConnection tls,
+                         crypto::TlsConnection::Open(ctx, url.host, url.port, url.host,
+                                                     std::chrono::milliseconds(15000)));
+  std::string request =
+      "POST " + path + " HTTP/1.1\r\nHost: " + url.host + "\r\nContent-Type: " + type +
+      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  DEVID_TRY(tls.Write(AsBytes(request)));
+  DEVID_ASSIGN_OR_RETURN(Bytes raw, tls.ReadToEnd(1 << 20));
+  std::string answer(raw.begin(), raw.end());
+  size_t head_end = answer.find("\r\n\r\n");
+  if (!answer.starts_with("HTTP/1.1 ") || head_end == std::string::npos || answer.size() < 12) {
+    return MakeError(ErrorCode::kIo, "the CMS sent no HTTP answer");
+  }
+  long status = 0;
+  std::from_chars(answer.data() + 9, answer.data() + 12, status);
+  std::string head = answer.substr(0, head_end);
+  std::string content = answer.substr(head_end + 4);
+  // The length the server announced, if any, must have arrived whole.
+  std::string lower = head;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (size_t at = lower.find("\r\ncontent-length:"); at != std::string::npos) {
+    size_t length = std::strtoul(lower.c_str() + at + 17, nullptr, 10);
+    if (content.size() < length) return MakeError(ErrorCode::kIo, "the CMS answer was cut short");
+    content.resize(length);
+  }
+  return std::make_pair(status, std::move(content));
+}
+
+std::string EstPath(const CmsEndpoint& cms, const char* operation) {
+  return "/.well-known/est/" + cms::client::CmsClient::Segment(cms.org) + "/" +
+         cms::client::CmsClient::Segment(cms.ca) + "/" + operation;
+}
+
+// The CMS's own server certificate is trusted by the file the operator gave
+// (the CMS makes its TLS certificate from a system CA of its own).
+Result<std::vector<crypto::Certificate>> CmsTrust(const CmsEndpoint& cms) {
+  if (cms.ca_file.empty()) {
+    return MakeError(ErrorCode::kInvalidInput,
+                     "re-enrolment with the chip's key needs the CMS's CA certificate (--cms-ca)");
+  }
+  DEVID_ASSIGN_OR_RETURN(Bytes pem, ReadFile(cms.ca_file, 1 << 20));
+  return crypto::Certificate::ParsePemChain(pem);
+}
+
+// The issuing CA certificate to store beside a new certificate: the one the
+// device already holds when it still matches, else the CMS's (EST cacerts).
+Result<crypto::Certificate> IssuerFor(Device& device, const CmsEndpoint& cms,
+                                      const std::string& token) {
+  if (auto chain = device.Chain(); chain.ok()) return (*chain)[1];
+  DEVID_ASSIGN_OR_RETURN(cms::client::CmsClient client,
+                         cms::client::CmsClient::Create({cms.url, cms.ca_file, token}));
+  DEVID_ASSIGN_OR_RETURN(auto cacerts, client.EstCaCerts(cms.org, cms.ca));
+  // RFC 7030 §4.1.3: the issuing CA first is what devid serves.
+  return cacerts.front();
+}
+
+}  // namespace
+
+Result<crypto::Certificate> Reenroll(Device& device, const CmsEndpoint& cms) {
+  DEVID_ASSIGN_OR_RETURN(auto chain, device.Chain());
+  DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject, chain.front().subject());
+  DEVID_ASSIGN_OR_RETURN(auto sans, chain.front().SubjectAltNames());
+  DEVID_ASSIGN_OR_RETURN(crypto::CertificateRequest csr, device.MakeCsr(subject, sans));
+  const Bytes& der = csr.der();
+  DEVID_ASSIGN_OR_RETURN(HttpsUrl url, ParseHttpsUrl(cms.url));
+  DEVID_ASSIGN_OR_RETURN(auto trust, CmsTrust(cms));
+  DEVID_ASSIGN_OR_RETURN(crypto::UniquePtr<SSL_CTX> ctx,
+                         device.TlsContext(trust, url.host, true, crypto::TlsVersion::kTls13));
+  DEVID_ASSIGN_OR_RETURN(auto answer, Post(ctx.get(), url, EstPath(cms, "simplereenroll"),
+                                           "application/pkcs10", Base64Encode(der, 64)));
+  DEVID_ASSIGN_OR_RETURN(crypto::Certificate issued,
+                         cms::client::EstEnrollAnswer(answer.first, answer.second));
+  DEVID_TRY(device.CheckIssued(issued));
+  DEVID_TRY(device.StoreChain(issued, chain[1]));
+  return issued;
+}
+
+Result<EnrollResult> Enroll(Device& device, const EnrollOptions& o) {
+  if (o.cms.url.empty() || o.cms.org.empty() || o.cms.ca.empty()) {
+    return MakeError(ErrorCode::kInvalidInput, "enrolment needs the CMS URL, organization and CA");
+  }
+  if (o.token.empty()) {
+    // The factory certificate authenticates the device (RFC 7030 §3.3.2).
+    DEVID_ASSIGN_OR_RETURN(crypto::Certificate issued, Reenroll(device, o.cms));
+    DEVID_ASSIGN_OR_RETURN(std::string identity, device.Identity());
+    return EnrollResult{std::move(issued), std::move(identity), "simplereenroll"};
+  }
+  crypto::DistinguishedName subject;
+  if (!o.subject.empty()) {
+    DEVID_ASSIGN_OR_RETURN(subject, crypto::DistinguishedName::Parse(o.subject));
+  } else if (auto chain = device.Chain(); chain.ok()) {
+    DEVID_ASSIGN_OR_RETURN(subject, chain->front().subject());
+  } else {
+    std::string serial = device.ChipSerial();
+    if (serial.empty()) return MakeError(ErrorCode::kIo, "the chip does not answer GET_INFO");
+    DEVID_ASSIGN_OR_RETURN(subject, crypto::DistinguishedName::Parse("CN=" + serial));
+  }
+  DEVID_ASSIGN_OR_RETURN(crypto::CertificateRequest csr, device.MakeCsr(subject, {}));
+  DEVID_ASSIGN_OR_RETURN(crypto::Certificate issuer, IssuerFor(device, o.cms, o.token));
+  DEVID_ASSIGN_OR_RETURN(cms::client::CmsClient client,
+                         cms::client::CmsClient::Create({o.cms.url, o.cms.ca_file, o.token}));
+  DEVID_ASSIGN_OR_RETURN(crypto::Certificate issued,
+                         client.EstSimpleEnroll(o.cms.org, o.cms.ca, csr.der()));
+  DEVID_TRY(device.CheckIssued(issued));
+  DEVID_TRY(device.StoreChain(issued, issuer));
+  DEVID_ASSIGN_OR_RETURN(std::string identity, device.Identity());
+  return EnrollResult{std::move(issued), std::move(identity), "simpleenroll"};
+}
+
+}  // namespace devid::agent

@@ -27,6 +27,8 @@ struct GlobalOptions {
 void AddPinOptions(CLI::App* c, std::string& pin, std::string& pin_file, const std::string& use);
 // --pin-file, then --pin, then DEVID_PIN; none: no PIN.
 Result<std::optional<SecretString>> ResolvePin(const std::string& pin, const std::string& pin_file);
+// A chip manufacturer key file: 64 hex digits (32 bytes) on its first line.
+Result<SecretBytes> ReadManufacturerKey(const std::string& path);
 // Control characters (C0, C1) shown as \\xNN: names and messages can carry bytes from CSRs.
 std::string Printable(const std::string& s);
 // Runs a command body: an error becomes one "devid: error: ..." line and exit code 1.

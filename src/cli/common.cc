@@ -155,4 +155,16 @@ Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text,
   return std::make_pair(host, static_cast<uint16_t>(port));
 }
 
+Result<SecretBytes> ReadManufacturerKey(const std::string& path) {
+  DEVID_ASSIGN_OR_RETURN(SecretString hex, ReadSecretLine(path, "manufacturer key"));
+  auto decoded = HexDecode(hex.reveal());
+  if (!decoded.ok() || decoded->size() != 32) {
+    return MakeError(ErrorCode::kInvalidInput,
+                     "the manufacturer key file must hold 64 hex digits (32 bytes)");
+  }
+  SecretBytes key(*decoded);
+  SecureZero(decoded->data(), decoded->size());
+  return key;
+}
+
 }  // namespace devid::cli

@@ -144,15 +144,7 @@ void AddSeCommands(CLI::App& app, GlobalOptions& g) {
         }
         SecretBytes manufacturer_key;
         if (!o->manufacturer_key_file.empty()) {
-          DEVID_ASSIGN_OR_RETURN(SecretString hex,
-                                 ReadSecretLine(o->manufacturer_key_file, "manufacturer key"));
-          auto decoded = HexDecode(hex.reveal());
-          if (!decoded.ok() || decoded->size() != 32) {
-            return MakeError(ErrorCode::kInvalidInput,
-                             "the manufacturer key file must hold 64 hex digits (32 bytes)");
-          }
-          manufacturer_key = SecretBytes(*decoded);
-          SecureZero(decoded->data(), decoded->size());
+          DEVID_ASSIGN_OR_RETURN(manufacturer_key, ReadManufacturerKey(o->manufacturer_key_file));
         }
         DEVID_ASSIGN_OR_RETURN(auto chip, se::SecureElement::Create(o->image, serial, *pin, nullptr,
                                                                     manufacturer_key.view()));
@@ -429,16 +421,8 @@ void AddSeCommands(CLI::App& app, GlobalOptions& g) {
           DEVID_ASSIGN_OR_RETURN(data, KeyFileFromPem(data));
         }
         DEVID_ASSIGN_OR_RETURN(se::ChipClient chip, Connect(*w));
-        DEVID_ASSIGN_OR_RETURN(std::vector<se::ChipFileInfo> files, chip.ListFiles());
-        bool exists =
-            std::any_of(files.begin(), files.end(), [&](const auto& f) { return f.id == id; });
-        if (!exists) {
-          size_t max = w->max > 0 ? static_cast<size_t>(w->max) : data.size();
-          if (max == 0 || max > 0xFFFF)
-            return MakeError(ErrorCode::kInvalidInput, "file size must be 1..65535");
-          DEVID_TRY(chip.CreateFile(id, static_cast<uint16_t>(max), read_ac, write_ac));
-        }
-        return chip.WriteFile(id, data);
+        return se::WriteChipFile(chip, id, data, w->max > 0 ? static_cast<size_t>(w->max) : 0,
+                                 read_ac, write_ac);
       });
     });
     auto r = std::make_shared<Opts>();

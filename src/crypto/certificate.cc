@@ -175,6 +175,32 @@ Result<std::string> Certificate::FingerprintSha256() const {
   return HexEncode(Sha256(der));
 }
 
+Result<std::pair<Bytes, Bytes>> Certificate::SignedDigestAndSignature() const {
+  const ASN1_BIT_STRING* signature = nullptr;
+  const X509_ALGOR* algorithm = nullptr;
+  X509_get0_signature(&signature, &algorithm, x509_.get());
+  int digest_nid = NID_undef;
+  int key_nid = NID_undef;
+  if (signature == nullptr || algorithm == nullptr ||
+      OBJ_find_sigid_algs(OBJ_obj2nid(algorithm->algorithm), &digest_nid, &key_nid) != 1 ||
+      key_nid != NID_X9_62_id_ecPublicKey) {
+    return MakeError(ErrorCode::kInvalidInput, "the certificate is not signed with ECDSA");
+  }
+  const EVP_MD* md = EVP_get_digestbynid(digest_nid);
+  if (md == nullptr) return MakeError(ErrorCode::kInvalidInput, "unknown signature digest");
+  unsigned char* tbs = nullptr;
+  int tbs_len = i2d_re_X509_tbs(x509_.get(), &tbs);
+  if (tbs_len <= 0) return OpenSslError("encoding the tbsCertificate");
+  Bytes digest(EVP_MAX_MD_SIZE);
+  unsigned int digest_len = 0;
+  int ok = EVP_Digest(tbs, static_cast<size_t>(tbs_len), digest.data(), &digest_len, md, nullptr);
+  OPENSSL_free(tbs);
+  if (ok != 1) return OpenSslError("hashing the tbsCertificate");
+  digest.resize(digest_len);
+  Bytes sig(signature->data, signature->data + signature->length);
+  return std::make_pair(std::move(digest), std::move(sig));
+}
+
 Result<KeyUsageBit> ParseKeyUsage(std::string_view name) {
   for (int i = 0; i <= 6; ++i) {
     auto bit = static_cast<KeyUsageBit>(i);

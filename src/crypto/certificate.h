@@ -50,6 +50,10 @@ class Certificate {
   Result<std::vector<GeneralName>> SubjectAltNames() const;
   // SHA-256 over the DER encoding, hex.
   Result<std::string> FingerprintSha256() const;
+  // What the issuer signed, for a check outside OpenSSL's verifier (a chip's
+  // VERIFY_SIGNATURE): the digest of the tbsCertificate under the signature
+  // algorithm's hash, and the DER ECDSA signature. ECDSA certificates only.
+  Result<std::pair<Bytes, Bytes>> SignedDigestAndSignature() const;
 
   X509* get() const { return x509_.get(); }
 

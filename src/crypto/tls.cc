@@ -1,5 +1,6 @@
 #include "crypto/tls.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -97,11 +98,28 @@ Result<UniquePtr<OSSL_LIB_CTX>> NewLibraryContext() {
   return ctx;
 }
 
-Result<TlsSessionInfo> TlsHandshake(const TlsClientOptions& o, const std::string& host,
-                                    uint16_t port) {
-  if (o.chain.empty() && !o.chain_source) {
-    return MakeError(ErrorCode::kInvalidInput, "no client certificate");
+namespace {
+
+bool IsIpAddress(const std::string& text) {
+  unsigned char buf[16];
+  return ::inet_pton(AF_INET, text.c_str(), buf) == 1 ||
+         ::inet_pton(AF_INET6, text.c_str(), buf) == 1;
+}
+
+// Why a client handshake failed: the server's chain, else OpenSSL's reason.
+Error HandshakeError(SSL* ssl, const std::string& host, uint16_t port) {
+  long verdict = SSL_get_verify_result(ssl);
+  if (verdict != X509_V_OK) {
+    ClearOpenSslErrors();
+    return MakeError(ErrorCode::kVerification,
+                     std::string("the server certificate is not trusted: ") +
+                         X509_verify_cert_error_string(verdict));
   }
+  return OpenSslError("TLS handshake with " + host + ":" + std::to_string(port), ErrorCode::kIo);
+}
+
+// Everything of a client context but the client's own certificate and key.
+Result<UniquePtr<SSL_CTX>> ConfigureClientContext(const TlsClientOptions& o) {
   const char* props = o.properties.empty() ? nullptr : o.properties.c_str();
   UniquePtr<SSL_CTX> ctx(SSL_CTX_new_ex(o.context, props, TLS_client_method()));
   if (!ctx) return OpenSslError("creating the TLS context");
@@ -114,21 +132,121 @@ Result<TlsSessionInfo> TlsHandshake(const TlsClientOptions& o, const std::string
       SSL_CTX_set1_groups_list(ctx.get(), "secp256r1:secp384r1") != 1) {
     return OpenSslError("configuring the TLS context", ErrorCode::kInvalidInput);
   }
-  DEVID_ASSIGN_OR_RETURN(UniquePtr<EVP_PKEY> key, LoadKey(o));
   X509_STORE* trust = SSL_CTX_get_cert_store(ctx.get());
   for (const Certificate& c : o.trust) {
     if (X509_STORE_add_cert(trust, c.get()) != 1) return OpenSslError("adding a trust anchor");
   }
   X509_STORE_set_flags(trust, X509_V_FLAG_PARTIAL_CHAIN);
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  if (!o.server_name.empty()) {
+    X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx.get());
+    int set = IsIpAddress(o.server_name)
+                  ? X509_VERIFY_PARAM_set1_ip_asc(param, o.server_name.c_str())
+                  : X509_VERIFY_PARAM_set1_host(param, o.server_name.c_str(), 0);
+    if (set != 1) return OpenSslError("setting the name the server must carry");
+  }
+  return ctx;
+}
+
+}  // namespace
+
+Result<UniquePtr<SSL_CTX>> MakeClientContext(const TlsClientOptions& o) {
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<SSL_CTX> ctx, ConfigureClientContext(o));
+  if (!o.chain.empty()) {
+    DEVID_ASSIGN_OR_RETURN(UniquePtr<EVP_PKEY> key, LoadKey(o));
+    if (SSL_CTX_use_certificate(ctx.get(), o.chain.front().get()) != 1) {
+      return OpenSslError("using the client certificate", ErrorCode::kInvalidInput);
+    }
+    for (size_t i = 1; i < o.chain.size(); ++i) {
+      if (SSL_CTX_add1_chain_cert(ctx.get(), o.chain[i].get()) != 1) {
+        return OpenSslError("adding the client's CA certificate");
+      }
+    }
+    if (SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1) {
+      return OpenSslError("the client key does not match the client certificate",
+                          ErrorCode::kInvalidInput);
+    }
+  }
+  return ctx;
+}
+
+Result<TlsConnection> TlsConnection::Open(SSL_CTX* ctx, const std::string& host, uint16_t port,
+                                          const std::string& server_name,
+                                          std::chrono::milliseconds timeout) {
+  UniquePtr<SSL> ssl(SSL_new(ctx));
+  if (!ssl) return OpenSslError("creating the TLS connection");
+  if (!server_name.empty() && !IsIpAddress(server_name) &&
+      SSL_set_tlsext_host_name(ssl.get(), server_name.c_str()) != 1) {
+    return OpenSslError("setting the server name");
+  }
+  DEVID_ASSIGN_OR_RETURN(int fd, Connect(host, port, timeout));
+  TlsConnection connection(std::move(ssl), fd);
+  if (SSL_set_fd(connection.ssl_.get(), fd) != 1) return OpenSslError("attaching the socket");
+  if (SSL_connect(connection.ssl_.get()) != 1) {
+    return HandshakeError(connection.ssl_.get(), host, port);
+  }
+  return connection;
+}
+
+TlsConnection::TlsConnection(TlsConnection&& other) noexcept
+    : ssl_(std::move(other.ssl_)), fd_(other.fd_) {
+  other.fd_ = -1;
+}
+
+TlsConnection::~TlsConnection() {
+  if (ssl_ && fd_ >= 0) SSL_shutdown(ssl_.get());
+  ssl_.reset();
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status TlsConnection::Write(ByteView data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    size_t written = 0;
+    if (SSL_write_ex(ssl_.get(), data.data() + done, data.size() - done, &written) != 1) {
+      return OpenSslError("writing to the TLS connection", ErrorCode::kIo);
+    }
+    done += written;
+  }
+  return {};
+}
+
+Result<Bytes> TlsConnection::ReadToEnd(size_t max) {
+  Bytes out;
+  unsigned char buf[16384];
+  for (;;) {
+    size_t got = 0;
+    if (SSL_read_ex(ssl_.get(), buf, sizeof buf, &got) == 1) {
+      out.insert(out.end(), buf, buf + got);
+      if (out.size() > max) return MakeError(ErrorCode::kInvalidInput, "answer too large");
+      continue;
+    }
+    int reason = SSL_get_error(ssl_.get(), 0);
+    if (reason == SSL_ERROR_ZERO_RETURN) break;
+    // A peer that closes the TCP connection without close_notify after a
+    // complete HTTP answer: the caller checks the length it was told.
+    if (reason == SSL_ERROR_SYSCALL || reason == SSL_ERROR_SSL) {
+      ClearOpenSslErrors();
+      if (!out.empty()) break;
+    }
+    return MakeError(ErrorCode::kIo, "reading from the TLS connection failed");
+  }
+  return out;
+}
+
+Result<TlsSessionInfo> TlsHandshake(const TlsClientOptions& o, const std::string& host,
+                                    uint16_t port) {
+  if (o.chain.empty() && !o.chain_source) {
+    return MakeError(ErrorCode::kInvalidInput, "no client certificate");
+  }
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<SSL_CTX> ctx, ConfigureClientContext(o));
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<EVP_PKEY> key, LoadKey(o));
 
   UniquePtr<SSL> ssl(SSL_new(ctx.get()));
   if (!ssl) return OpenSslError("creating the TLS connection");
-  if (!o.server_name.empty()) {
-    if (SSL_set1_host(ssl.get(), o.server_name.c_str()) != 1 ||
-        SSL_set_tlsext_host_name(ssl.get(), o.server_name.c_str()) != 1) {
-      return OpenSslError("setting the server name");
-    }
+  if (!o.server_name.empty() && !IsIpAddress(o.server_name) &&
+      SSL_set_tlsext_host_name(ssl.get(), o.server_name.c_str()) != 1) {
+    return OpenSslError("setting the server name");
   }
   DEVID_ASSIGN_OR_RETURN(int fd, Connect(host, port, o.timeout));
   struct Closer {
@@ -158,14 +276,7 @@ Result<TlsSessionInfo> TlsHandshake(const TlsClientOptions& o, const std::string
       ClearOpenSslErrors();
       return *callback.failure;
     }
-    long verdict = SSL_get_verify_result(ssl.get());
-    if (verdict != X509_V_OK) {
-      ClearOpenSslErrors();
-      return MakeError(ErrorCode::kVerification,
-                       std::string("the server certificate is not trusted: ") +
-                           X509_verify_cert_error_string(verdict));
-    }
-    return OpenSslError("TLS handshake with " + host + ":" + std::to_string(port), ErrorCode::kIo);
+    return HandshakeError(ssl.get(), host, port);
   }
   TlsSessionInfo info;
   info.version = SSL_get_version(ssl.get());

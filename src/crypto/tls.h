@@ -46,6 +46,34 @@ struct TlsSessionInfo {
   std::string peer_subject;  // the server certificate's subject (RFC 2253)
 };
 
+// A client context as the agent's long-lived connections use it (MQTT through
+// libmosquitto, HTTPS to the CMS): the version, the chip's groups, `trust`
+// (partial chains), peer verification with the server's name or IP address
+// checked (`server_name`), and, when `chain` is given, the client certificate
+// chain and the key at `key_uri` installed on the context.
+Result<UniquePtr<SSL_CTX>> MakeClientContext(const TlsClientOptions& options);
+
+// One TLS connection over TCP with send/receive timeouts, made from a context
+// of MakeClientContext. SNI is sent when `server_name` is a DNS name.
+class TlsConnection {
+ public:
+  static Result<TlsConnection> Open(SSL_CTX* ctx, const std::string& host, uint16_t port,
+                                    const std::string& server_name,
+                                    std::chrono::milliseconds timeout);
+  TlsConnection(TlsConnection&& other) noexcept;
+  TlsConnection& operator=(TlsConnection&&) = delete;
+  ~TlsConnection();
+
+  Status Write(ByteView data);
+  // Everything until the peer closes (at most `max` bytes).
+  Result<Bytes> ReadToEnd(size_t max);
+
+ private:
+  TlsConnection(UniquePtr<SSL> ssl, int fd) : ssl_(std::move(ssl)), fd_(fd) {}
+  UniquePtr<SSL> ssl_;
+  int fd_ = -1;
+};
+
 // A fresh library context (for providers loaded into it alone).
 Result<UniquePtr<OSSL_LIB_CTX>> NewLibraryContext();
 

@@ -219,14 +219,25 @@ Result<crypto::Certificate> CmsClient::EstSimpleEnroll(const std::string& org,
                                            options_.base_url + "/.well-known/est/" + Segment(org) +
                                                "/" + Segment(ca) + "/simpleenroll",
                                            "application/pkcs10", Base64Encode(csr_der, 64)));
-  if (reply.status != 200) return FromStatus(reply.status, reply.body);
-  DEVID_ASSIGN_OR_RETURN(Bytes der, DecodeEstBody(reply.body));
+  return EstEnrollAnswer(reply.status, reply.body);
+}
+
+Result<crypto::Certificate> EstEnrollAnswer(long status, const std::string& body) {
+  if (status != 200) return FromStatus(status, body);
+  DEVID_ASSIGN_OR_RETURN(Bytes der, DecodeEstBody(body));
   DEVID_ASSIGN_OR_RETURN(std::vector<crypto::Certificate> certs, crypto::ParseCertsOnlyPkcs7(der));
   if (certs.size() != 1) {
     return MakeError(ErrorCode::kIo, "the EST answer holds " + std::to_string(certs.size()) +
                                          " certificates instead of one");
   }
   return std::move(certs.front());
+}
+
+// hub:
+Result<Bytes> CmsClient::GetBytes(const std::string& path) {
+  DEVID_ASSIGN_OR_RETURN(Reply reply, Send("GET", options_.base_url + path, "", ""));
+  if (reply.status != 200) return FromStatus(reply.status, reply.body);
+  return Bytes(reply.body.begin(), reply.body.end());
 }
 
 }  // namespace devid::cms::client

@@ -63,6 +63,10 @@ class CmsClient {
   // URL-escapes one path segment.
   static std::string Segment(const std::string& text);
 
+  // hub: the body of a GET outside /api/v1 (`path` from the server's root,
+  // e.g. "/crl/acme/devices.crl"), as bytes; a non-200 answer is an Error as for Get.
+  Result<Bytes> GetBytes(const std::string& path);
+
  private:
   struct Reply {
     long status = 0;
@@ -78,5 +82,11 @@ class CmsClient {
   ClientOptions options_;
   void* curl_;  // CURL*, reused so that connections are kept alive
 };
+
+// The certificate of an EST enrolment answer (RFC 7030 §4.2.3: base64
+// certs-only PKCS#7 holding exactly one); any status but 200 is an error
+// mapped as for the JSON calls. Shared by CmsClient and the agent, which
+// re-enrols over a TLS connection whose key is in its chip.
+Result<crypto::Certificate> EstEnrollAnswer(long status, const std::string& body);
 
 }  // namespace devid::cms::client
