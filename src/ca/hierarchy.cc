@@ -46,6 +46,12 @@ Result<std::pair<int64_t, int64_t>> ComputeValidity(const CertificateProfile& pr
   }
   int64_t not_before = now - kBackdateSeconds;
   int64_t not_after = now + static_cast<int64_t>(d) * kSecondsPerDay;
+  if (!days && profile.validity_minutes) {
+    // Short-lived: no backdating either, so that two thirds of the validity
+    // (when devices renew) falls where the template says.
+    not_before = now;
+    not_after = now + static_cast<int64_t>(*profile.validity_minutes) * 60;
+  }
   if (issuer != nullptr) {
     // Never valid outside the issuer's own validity (RFC 5280 §6.1.3 would reject it anyway).
     not_before = std::max(not_before, issuer->not_before());

@@ -163,7 +163,7 @@ Result<CertificateProfile> CertificateProfile::FromJson(std::string_view text) {
         "name",      "key_types",          "subject",
         "san",       "validity_days",      "max_validity_days",
         "key_usage", "extended_key_usage", "ca",
-        "path_len"};
+        "path_len",  "validity_minutes"};
     for (const auto& [key, _] : j.items()) {
       if (!Contains(kKnown, key))
         return Invalid(j.value("name", ""), "unknown field '" + key + "'");
@@ -232,6 +232,11 @@ Result<CertificateProfile> CertificateProfile::FromJson(std::string_view text) {
         p.max_validity_days > 36500) {
       return Invalid(p.name, "need 0 < validity_days <= max_validity_days <= 36500");
     }
+    if (j.contains("validity_minutes")) {
+      DEVID_ASSIGN_OR_RETURN(int minutes,
+                             IntField(j, "validity_minutes", 1, p.validity_days * 1440, p.name));
+      p.validity_minutes = minutes;
+    }
     for (const std::string& k : Strings(j, "key_usage")) {
       DEVID_ASSIGN_OR_RETURN(crypto::KeyUsageBit bit, crypto::ParseKeyUsage(k));
       p.key_usage.push_back(bit);
@@ -275,6 +280,7 @@ std::string CertificateProfile::ToJson() const {
   }
   j["validity_days"] = validity_days;
   j["max_validity_days"] = max_validity_days;
+  if (validity_minutes) j["validity_minutes"] = *validity_minutes;
   j["key_usage"] = json::array();
   for (auto b : key_usage) j["key_usage"].push_back(std::string(crypto::KeyUsageName(b)));
   j["extended_key_usage"] = extended_key_usage;

@@ -35,6 +35,9 @@ struct CertificateProfile {
   std::map<crypto::GeneralName::Kind, ValuePattern> san_patterns;
   int validity_days = 365;
   int max_validity_days = 365;
+  // Short-lived certificates: the default validity in minutes instead of
+  // validity_days (a request that names its days still gets days).
+  std::optional<int> validity_minutes;
   std::vector<crypto::KeyUsageBit> key_usage;
   std::vector<std::string> extended_key_usage;
   bool ca = false;

@@ -77,6 +77,27 @@ TEST(Profiles, BuiltinsExistAndRoundTripThroughJson) {
   EXPECT_EQ(catalog.Find("../etc/passwd").error().code, ErrorCode::kNotFound);
 }
 
+TEST_F(CaTest, ShortLivedTemplatesIssueMinutesWithoutBackdating) {
+  auto ica = hierarchy_->Unlock("acme", "devices").value();
+  auto profile = CertificateProfile::FromJson(
+      R"({"name":"short","key_types":["P-256"],"subject":{"required":["CN"],"allowed":["CN","O"]},)"
+      R"("validity_days":1,"validity_minutes":2,"key_usage":["digitalSignature"],)"
+      R"("extended_key_usage":["clientAuth"]})");
+  ASSERT_TRUE(profile.ok()) << profile.error().message;
+  auto again = CertificateProfile::FromJson(profile->ToJson());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->validity_minutes, 2);
+  auto issued = ica.Issue(*profile, Csr("CN=short"));
+  ASSERT_TRUE(issued.ok()) << issued.error().message;
+  EXPECT_EQ(issued->certificate.not_after() - issued->certificate.not_before(), 120);
+  IssueOptions opts;
+  opts.days = 1;  // a request that names days gets days
+  auto days = ica.Issue(*profile, Csr("CN=short-days"), opts);
+  ASSERT_TRUE(days.ok());
+  EXPECT_NEAR(static_cast<double>(days->certificate.not_after() - days->certificate.not_before()),
+              86400.0 + 60, 5);
+}
+
 TEST(Profiles, InvalidTemplatesAreRejectedWithReasons) {
   const char* bad[] = {
       "not json",
@@ -89,6 +110,8 @@ TEST(Profiles, InvalidTemplatesAreRejectedWithReasons) {
       R"({"name":"x","key_types":["P-256"],"subject":{"required":["CN"],"allowed":["CN"]},"validity_days":1,"key_usage":["digitalSignature"],"path_len":1})",
       R"({"name":"x","key_types":["P-256"],"subject":{"required":["CN"],"allowed":["CN"]},"validity_days":1,"key_usage":["digitalSignature"],"typo":1})",
       R"({"name":"X Y","key_types":["P-256"],"subject":{"required":["CN"],"allowed":["CN"]},"validity_days":1,"key_usage":["digitalSignature"]})",
+      R"({"name":"x","key_types":["P-256"],"subject":{"required":["CN"],"allowed":["CN"]},"validity_days":1,"validity_minutes":1441,"key_usage":["digitalSignature"]})",
+      R"({"name":"x","key_types":["P-256"],"subject":{"required":["CN"],"allowed":["CN"]},"validity_days":1,"validity_minutes":0,"key_usage":["digitalSignature"]})",
   };
   for (const char* text : bad) {
     auto p = CertificateProfile::FromJson(text);
