@@ -7,7 +7,7 @@ packages=(
   libssl-dev openssl libsqlite3-dev sqlite3 libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   gnutls-bin xxd libp11-kit-dev opensc libboost-dev libargon2-dev postgresql libpq-dev
-  curl jq libcurl4-openssl-dev mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev
+  curl jq libcurl4-openssl-dev mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev faketime
 )
 missing=()
 for p in "${packages[@]}"; do

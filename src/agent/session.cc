@@ -159,6 +159,7 @@ Result<RunSummary> RunTelemetry(Device& device, const RunOptions& o) {
   std::chrono::milliseconds backoff = o.backoff_initial;
   std::string name = o.server_name.empty() ? o.hub_host : o.server_name;
   bool warned_no_renewal = false;
+  uint64_t failures = 0;
   while (!stopped()) {
     // Renew first when due, so that a connection never starts on a
     // certificate about to end.
@@ -187,6 +188,7 @@ Result<RunSummary> RunTelemetry(Device& device, const RunOptions& o) {
       ++summary.connections;
       log("connected to " + o.hub_host + ":" + std::to_string(o.hub_port) + " as " + id);
       backoff = o.backoff_initial;
+      failures = 0;
       while (!stopped()) {
         nlohmann::json telemetry = {
             {"device", id},
@@ -204,8 +206,15 @@ Result<RunSummary> RunTelemetry(Device& device, const RunOptions& o) {
       return {};
     }();
     if (o.count != 0 && summary.published >= o.count) break;
-    if (session.ok()) continue;  // renewal due, or stopped
+    if (session.ok()) {  // renewal due, or stopped
+      failures = 0;
+      continue;
+    }
     if (stopped()) break;
+    if (++failures == o.max_failures) {
+      return session.error().Context("giving up after " + std::to_string(failures) +
+                                     " failed connections");
+    }
     // Exponential back-off with full jitter, capped.
     std::uniform_int_distribution<int64_t> spread(backoff.count() / 2, backoff.count());
     std::chrono::milliseconds wait(spread(jitter));

@@ -27,6 +27,8 @@ struct RunOptions {
   CmsEndpoint cms;
   // Stop after this many telemetry messages were acknowledged (0: never).
   uint64_t count = 0;
+  // Give up after this many failed connections in a row (0: never).
+  uint64_t max_failures = 0;
   std::chrono::milliseconds backoff_initial{500};
   std::chrono::milliseconds backoff_max{30000};
   // Polled between steps; true ends the run cleanly.

@@ -104,6 +104,7 @@ void AddEnrollAndRun(CLI::App* agent, GlobalOptions& g) {
       std::string hub, server_name;
       double interval = 5;
       uint64_t count = 0;
+      uint64_t attempts = 0;
       bool tls12 = false;
     };
     auto o = std::make_shared<Opts>();
@@ -120,6 +121,8 @@ void AddEnrollAndRun(CLI::App* agent, GlobalOptions& g) {
     c->add_option("--interval", o->interval, "Seconds between telemetry messages")
         ->check(CLI::Range(0.01, 86400.0));
     c->add_option("--count", o->count, "Stop after this many acknowledged messages (0: never)");
+    c->add_option("--connect-attempts", o->attempts,
+                  "Exit with an error after this many failed connections in a row (0: never)");
     c->add_flag("--tls1_2", o->tls12, "TLS 1.2 (ECDHE-ECDSA) instead of TLS 1.3");
     c->callback([o, &g] {
       Run(g, [&]() -> Status {
@@ -132,6 +135,7 @@ void AddEnrollAndRun(CLI::App* agent, GlobalOptions& g) {
         r.interval = std::chrono::milliseconds(static_cast<int64_t>(o->interval * 1000));
         r.version = o->tls12 ? crypto::TlsVersion::kTls12 : crypto::TlsVersion::kTls13;
         r.count = o->count;
+        r.max_failures = o->attempts;
         if (!o->cms.url.empty()) {
           if (o->cms.org.empty() || o->cms.ca.empty()) {
             return MakeError(ErrorCode::kInvalidInput,
