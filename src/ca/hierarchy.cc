@@ -271,6 +271,10 @@ Result<crypto::Crl> SigningCa::MakeCrl(int next_update_days, std::optional<int64
   return crypto::BuildCrl(certificate_, key_, fields);
 }
 
+Result<int64_t> SigningCa::RevocationCount() {
+  return store_.CountRevocations(org_.id, record_.id);
+}
+
 Result<Bytes> SigningCa::RespondOcsp(ByteView request_der, std::optional<int64_t> now,
                                      bool* cacheable) {
   if (cacheable != nullptr) *cacheable = false;

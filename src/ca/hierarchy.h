@@ -100,6 +100,8 @@ class SigningCa {
 
   // A full CRL of this CA's revocations, numbered from the store.
   Result<crypto::Crl> MakeCrl(int next_update_days = 7, std::optional<int64_t> now = {});
+  // How many of this CA's certificates are revoked (a CRL cache's key).
+  Result<int64_t> RevocationCount();
 
   // RFC 6960: the answer to a DER OCSP request about this CA's certificates,
   // from the store (good, revoked with time and reason, or unknown), signed

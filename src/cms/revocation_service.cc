@@ -1,6 +1,7 @@
 #include "cms/revocation_service.h"
 
 #include "core/bytes.h"
+#include "core/time.h"
 #include "crypto/ocsp.h"
 
 namespace devid::cms {
@@ -91,9 +92,20 @@ void RevocationService::Register(http::Router& router) {
     http::Response error;
     ca::SigningCa* ca = Ca(r.params.at("org"), file.substr(0, file.size() - 4), &error);
     if (ca == nullptr) return error;
-    auto crl = ca->MakeCrl();
+    auto count = ca->RevocationCount();
+    if (!count.ok()) return http::JsonError(500, "internal", "the CRL could not be made");
+    std::string key = r.params.at("org") + "/" + file;
+    int64_t now = NowUnix();
+    auto cached = crl_cache_.find(key);
+    if (cached != crl_cache_.end() && cached->second.revocations == *count &&
+        now < cached->second.refresh_after) {
+      return Binary("application/pkix-crl", cached->second.der);
+    }
+    auto crl = ca->MakeCrl(7, now);
     auto der = crl.ok() ? crl->ToDer() : Result<Bytes>(crl.error());
     if (!der.ok()) return http::JsonError(500, "internal", "the CRL could not be made");
+    if (crl_cache_.size() > 10000) crl_cache_.clear();
+    crl_cache_[key] = CachedCrl{*der, *count, now + (crl->next_update() - now) / 2};
     return Binary("application/pkix-crl", std::move(der).value());
   });
   router.Add("POST", "/ocsp/{org}/{ca}", [this](const http::Request& r) {

@@ -43,6 +43,17 @@ class RevocationService {
   std::mutex cache_mu_;
   // Key: "org/ca" NUL request DER.
   std::unordered_map<std::string, CachedAnswer> ocsp_cache_;
+
+  // The last CRL of each CA ("org/ca"), served again while no certificate of
+  // the CA was revoked (by any process: the count is read from the store) and
+  // less than half of its validity has passed. Without it every fetch made a
+  // new numbered CRL: a database write per poll of every relying party.
+  struct CachedCrl {
+    Bytes der;
+    int64_t revocations = 0;
+    int64_t refresh_after = 0;
+  };
+  std::unordered_map<std::string, CachedCrl> crl_cache_;  // under the backend lock
 };
 
 }  // namespace devid::cms

@@ -240,6 +240,9 @@ class Store {
   // the revocations, read in the same transaction so that a higher-numbered
   // CRL never lacks an entry a lower-numbered one has.
   virtual Result<CrlContent> NextCrl(int64_t org_id, int64_t ca_id) = 0;
+  // How many certificates of the CA are revoked (revocations are never
+  // removed, so an unchanged count means an unchanged CRL content).
+  virtual Result<int64_t> CountRevocations(int64_t org_id, int64_t ca_id) = 0;
 
   virtual Result<std::vector<Organization>> ListOrganizations() = 0;
   virtual Status SetCaDisabled(int64_t org_id, int64_t ca_id, bool disabled) = 0;

@@ -109,6 +109,25 @@ ocsp_post nn.req nn3.resp
 grep -q 'Cert Status: revoked' <<<"$(openssl ocsp -respin nn3.resp -resp_text -noverify 2>&1)" \
   && pass "after a revocation here the cache is not used: revoked at once" \
   || fail "after a revocation here the cache is not used: revoked at once"
+# The CRL is made anew only when the CA's revocations change (by any process).
+crl_number() { openssl crl -inform DER -in "$1" -noout -crlnumber | cut -d= -f2; }
+"${C[@]}" "$URL/crl/acme/devices.crl" -o crl-a.crl
+"${C[@]}" "$URL/crl/acme/devices.crl" -o crl-b.crl
+cmp -s crl-a.crl crl-b.crl && pass "an unchanged CA's CRL is served again, not renumbered" \
+  || fail "an unchanged CA's CRL is served again, not renumbered" "$(crl_number crl-a.crl) $(crl_number crl-b.crl)"
+grep -q "Serial Number: $GOOD" <<<"$(openssl crl -inform DER -in crl-a.crl -noout -text)" \
+  && pass "the CRL lists the certificate revoked through the API" \
+  || fail "the CRL lists the certificate revoked through the API"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout third.key -subj /CN=third \
+  -out third.csr 2>/dev/null
+"$DEVID" --home home ca issue --org acme --ca devices --template device --csr third.csr --out third.pem >/dev/null
+THIRD=$(openssl x509 -in third.pem -noout -serial | cut -d= -f2)
+"$DEVID" --home home ca revoke --org acme --serial "$THIRD" --reason superseded >/dev/null
+"${C[@]}" "$URL/crl/acme/devices.crl" -o crl-c.crl
+(($(crl_number crl-c.crl) > $(crl_number crl-b.crl))) \
+  && grep -q "Serial Number: $THIRD" <<<"$(openssl crl -inform DER -in crl-c.crl -noout -text)" \
+  && pass "a revocation by another process (devid ca revoke) gives a new CRL at once" \
+  || fail "a revocation by another process (devid ca revoke) gives a new CRL at once" "$(crl_number crl-c.crl)"
 kill -TERM "$SERVER"; wait "$SERVER" || true
 
 # Without the CA passphrase the endpoints say so (503), nothing else breaks.

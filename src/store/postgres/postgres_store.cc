@@ -466,6 +466,13 @@ class PostgresStore final : public Store {
     });
   }
 
+  Result<int64_t> CountRevocations(int64_t org_id, int64_t ca_id) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Rows rows, Query("SELECT count(*) FROM revocations WHERE org_id = $1 AND ca_id = $2",
+                         Params().Int(org_id).Int(ca_id), "counting revocations"));
+    return rows.Int(0, 0);
+  }
+
   Result<std::vector<Organization>> ListOrganizations() override {
     DEVID_ASSIGN_OR_RETURN(Rows rows, Query("SELECT id, name, created_at FROM organizations "
                                             "ORDER BY id",

@@ -417,6 +417,15 @@ class SqliteStore final : public Store {
     });
   }
 
+  Result<int64_t> CountRevocations(int64_t org_id, int64_t ca_id) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Statement s, Statement::Prepare(
+                         db_, "SELECT count(*) FROM revocations WHERE org_id = ?1 AND ca_id = ?2"));
+    s.Bind(1, org_id).Bind(2, ca_id);
+    if (s.Step() != SQLITE_ROW) return DbError(db_, "counting revocations");
+    return s.Int(0);
+  }
+
   Result<std::vector<Organization>> ListOrganizations() override {
     DEVID_ASSIGN_OR_RETURN(
         Statement s,
