@@ -145,7 +145,18 @@ for filter in 'devices/#' 'devices/+/commands/#' 'devices/dev-1/commands/#' '#' 
     || fail "a device may not subscribe to $filter" "$out"
 done
 out=$(pub ops-1 -V mqttv5 -q 1 -t devices/dev-1/telemetry -m forged 2>&1) || true
-grep -q "Not authorized" <<<"$out" && pass "an operator may not publish" || fail "an operator may not publish" "$out"
+grep -q "Not authorized" <<<"$out" && pass "an operator may not publish telemetry" \
+  || fail "an operator may not publish telemetry" "$out"
+# An operator sends a command; the device it is for receives it.
+timeout 15 mosquitto_sub "${M[@]}" --cert dev-2.pem --key dev-2.key -i dev-2 -t 'devices/dev-2/commands/#' \
+  -v -C 1 -W 10 >cmd.out 2>cmd.err &
+CMDSUB=$!
+sleep 0.5
+out=$(pub ops-1 -V mqttv5 -q 1 -t devices/dev-2/commands/reboot -m now 2>&1) \
+  && pass "an operator publishes a command to a device" || fail "an operator publishes a command to a device" "$out"
+wait "$CMDSUB" || true
+[ "$(cat cmd.out)" = "devices/dev-2/commands/reboot now" ] && pass "the device receives its command" \
+  || fail "the device receives its command" "$(cat cmd.out cmd.err)"
 
 # Refused at connection.
 for who in alien self expired; do

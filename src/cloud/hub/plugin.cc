@@ -385,9 +385,9 @@ std::vector<std::string_view> Levels(std::string_view topic) {
 }
 
 // A device <id> writes devices/<id>/telemetry and reads devices/<id>/commands/#;
-// an operator reads devices/#. A subscription filter is allowed when every
-// topic it can match is allowed: its fixed leading levels decide, and they
-// must be literal (a '+' or '#' there is not the device's own name).
+// an operator reads devices/# and writes devices/<id>/commands/.... A subscription filter is
+// allowed when every topic it can match is allowed: its fixed leading levels decide, and they must
+// be literal (a '+' or '#' there is not the device's own name).
 bool Allowed(const Identity& who, int access, std::string_view topic) {
   std::vector<std::string_view> levels = Levels(topic);
   bool devices_root = levels.size() >= 2 && levels[0] == "devices";
@@ -396,7 +396,13 @@ bool Allowed(const Identity& who, int access, std::string_view topic) {
     case MOSQ_ACL_UNSUBSCRIBE:
       return true;
     case MOSQ_ACL_WRITE:
-      return !who.is_operator && own && levels.size() == 3 && levels[2] == "telemetry";
+      // Operators send commands to one device at a time (a published topic
+      // never holds wildcards: the broker refuses those before asking).
+      if (who.is_operator) {
+        return levels.size() >= 3 && levels[0] == "devices" && !levels[1].empty() &&
+               levels[2] == "commands";
+      }
+      return own && levels.size() == 3 && levels[2] == "telemetry";
     case MOSQ_ACL_READ:
     case MOSQ_ACL_SUBSCRIBE:
       if (who.is_operator) return devices_root;
