@@ -276,14 +276,20 @@ Result<int64_t> SigningCa::RevocationCount() {
 }
 
 Result<Bytes> SigningCa::RespondOcsp(ByteView request_der, std::optional<int64_t> now,
-                                     bool* cacheable) {
+                                     bool* cacheable, const StoreAccess& store_access) {
   if (cacheable != nullptr) *cacheable = false;
   auto request = crypto::OcspRequest::Parse(request_der);
   if (!request.ok()) return crypto::OcspErrorResponse(crypto::OcspError::kMalformedRequest);
   std::optional<Error> failure;
   auto lookup = [&](const std::string& serial) {
     crypto::OcspAnswer answer;
-    auto found = store_.FindCertificatesBySerial(org_.id, serial);
+    Result<std::vector<store::CertificateRecord>> found = MakeError(ErrorCode::kInternal, "");
+    auto find = [&] { found = store_.FindCertificatesBySerial(org_.id, serial); };
+    if (store_access) {
+      store_access(find);
+    } else {
+      find();
+    }
     if (!found.ok()) {
       failure = found.error();
       return answer;

@@ -109,8 +109,12 @@ class SigningCa {
   // malformedRequest response, not an error.
   // `cacheable` (optional) is set when the request carries no nonce, so that
   // the answer may be served again for a short while (RFC 5019 §6).
+  // `store_access`, when given, runs each store lookup (a caller that shares
+  // the store between threads takes its lock there only: parsing, building
+  // and signing the answer then run outside it, concurrently).
+  using StoreAccess = std::function<void(const std::function<void()>&)>;
   Result<Bytes> RespondOcsp(ByteView request_der, std::optional<int64_t> now = {},
-                            bool* cacheable = nullptr);
+                            bool* cacheable = nullptr, const StoreAccess& store_access = {});
 
  private:
   friend class Hierarchy;

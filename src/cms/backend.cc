@@ -20,8 +20,14 @@ Result<ca::SigningCa*> Backend::Ca(const std::string& org, const std::string& na
   }
   DEVID_ASSIGN_OR_RETURN(ca::SigningCa unlocked, hierarchy_.Unlock(org, name));
   auto& slot = cas_[key];
-  slot = std::make_unique<ca::SigningCa>(std::move(unlocked));
+  slot = std::make_shared<ca::SigningCa>(std::move(unlocked));
   return slot.get();
+}
+
+Result<std::shared_ptr<ca::SigningCa>> Backend::SharedCa(const std::string& org,
+                                                         const std::string& name) {
+  if (auto ca = Ca(org, name, false); !ca.ok()) return ca.error();
+  return cas_.at(org + "/" + name);
 }
 
 }  // namespace devid::cms

@@ -27,6 +27,9 @@ class Backend {
   // status, skip the read). kNotFound, kAuth (no passphrase), or
   // kPolicy when `for_issuance` and the CA is disabled.
   Result<ca::SigningCa*> Ca(const std::string& org, const std::string& name, bool for_issuance);
+  // The same, for use after the lock is released (OCSP signs outside it): the
+  // CA object stays alive while the caller holds it, even if replaced here.
+  Result<std::shared_ptr<ca::SigningCa>> SharedCa(const std::string& org, const std::string& name);
 
   // Called after a revocation this process made: answers cached from before
   // (OCSP) are dropped at once. Revocations by other processes sharing the
@@ -43,7 +46,7 @@ class Backend {
   ca::Hierarchy& hierarchy_;
   http::Metrics* metrics_;
   std::mutex mu_;
-  std::map<std::string, std::unique_ptr<ca::SigningCa>> cas_;
+  std::map<std::string, std::shared_ptr<ca::SigningCa>> cas_;
   std::atomic<uint64_t> revocation_generation_{0};
 };
 

@@ -62,14 +62,22 @@ http::Response RevocationService::Ocsp(const std::string& org, const std::string
     }
   }
   bool cacheable = false;
-  Result<Bytes> response = MakeError(ErrorCode::kInternal, "not answered");
+  std::shared_ptr<ca::SigningCa> ca;
   {
     auto lock = backend_.Lock();
     http::Response error;
-    ca::SigningCa* ca = Ca(org, ca_name, &error);
-    if (ca == nullptr) return error;
-    response = ca->RespondOcsp(request, std::nullopt, &cacheable);
+    if (Ca(org, ca_name, &error) == nullptr) return error;
+    auto shared = backend_.SharedCa(org, ca_name);
+    if (!shared.ok()) return http::JsonError(500, "internal", "the OCSP response failed");
+    ca = std::move(*shared);
   }
+  // Only the store lookup holds the lock: parsing, building and signing run
+  // concurrently on the server's threads.
+  Result<Bytes> response =
+      ca->RespondOcsp(request, std::nullopt, &cacheable, [this](const std::function<void()>& find) {
+        auto lock = backend_.Lock();
+        find();
+      });
   if (!response.ok()) return http::JsonError(500, "internal", "the OCSP response failed");
   if (backend_.metrics() != nullptr) {
     backend_.metrics()->Increment("devid_ocsp_responses_total", "cached=\"false\"");
