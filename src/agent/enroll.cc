@@ -67,11 +67,13 @@ Result<std::pair<long, std::string>> Post(SSL_CTX* ctx, const HttpsUrl& url,
   // The length the server announced, if any, must have arrived whole.
   std::string lower = head;
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (size_t at = lower.find("\r\ncontent-length:"); at != std::string::npos) {
-    size_t length = std::strtoul(lower.c_str() + at + 17, nullptr, 10);
-    if (content.size() < length) return MakeError(ErrorCode::kIo, "the CMS answer was cut short");
-    content.resize(length);
+  size_t at = lower.find("\r\ncontent-length:");
+  if (at == std::string::npos) {
+    return MakeError(ErrorCode::kIo, "the CMS answer has no Content-Length");
   }
+  size_t length = std::strtoul(lower.c_str() + at + 17, nullptr, 10);
+  if (content.size() < length) return MakeError(ErrorCode::kIo, "the CMS answer was cut short");
+  content.resize(length);
   return std::make_pair(status, std::move(content));
 }
 

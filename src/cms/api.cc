@@ -189,6 +189,18 @@ json TokenJson(const store::TokenRecord& t) {
   return j;
 }
 
+// Whether a stored subject ("CN=x, O=y") has the attribute CN=<cn> whole.
+bool SubjectHasCn(std::string_view subject, const std::string& cn) {
+  std::string want = "CN=" + cn;
+  for (size_t at = subject.find(want); at != std::string_view::npos;
+       at = subject.find(want, at + 1)) {
+    size_t end = at + want.size();
+    bool starts = at == 0 || (at >= 2 && subject.substr(at - 2, 2) == ", ");
+    if (starts && (end == subject.size() || subject[end] == ',')) return true;
+  }
+  return false;
+}
+
 // A CA's certificate and those above it, PEM, the CA's first.
 Result<std::string> ChainPem(ca::Hierarchy& hierarchy, const std::string& org,
                              const std::string& ca) {
@@ -412,6 +424,38 @@ Status Api::CheckDeviceEnabled(int64_t org_id, const crypto::DistinguishedName& 
     }
     if (device->status == "disabled") {
       return MakeError(ErrorCode::kPolicy, "device '" + a.value + "' is disabled");
+    }
+  }
+  return {};
+}
+
+Status Api::CheckEnrollment(const Caller& caller, const crypto::DistinguishedName& subject,
+                            std::optional<ByteView> key_bits,
+                            const ca::CertificateProfile& profile) {
+  if (caller.principal.role != Role::kEnrollment) return {};
+  const auto& eku = profile.extended_key_usage;
+  if (profile.ca || eku.empty() || std::find(eku.begin(), eku.end(), "serverAuth") != eku.end()) {
+    return MakeError(ErrorCode::kPolicy,
+                     "an enrolment credential issues only under templates for "
+                     "clients (clientAuth, no serverAuth, not a CA)");
+  }
+  for (const crypto::NameAttribute& a : subject.attributes()) {
+    if (a.type != "CN") continue;
+    store::CertificateFilter filter;
+    filter.status = store::CertificateStatus::kValid;
+    filter.subject_contains = "CN=" + a.value;
+    DEVID_ASSIGN_OR_RETURN(auto found, backend_.store().ListCertificates(caller.org->id, filter));
+    for (const store::CertificateRecord& record : found) {
+      if (!SubjectHasCn(record.subject, a.value)) continue;
+      auto cert = crypto::Certificate::Parse(record.der);
+      if (!cert.ok()) return cert.error();
+      Bytes bits = cert->PublicKeyBits();
+      if (!key_bits || !std::equal(bits.begin(), bits.end(), key_bits->begin(), key_bits->end())) {
+        return MakeError(ErrorCode::kAlreadyExists,
+                         "device '" + a.value +
+                             "' is enrolled with another key: it re-enrols with its certificate "
+                             "(EST simplereenroll)");
+      }
     }
   }
   return {};
@@ -741,6 +785,7 @@ void Api::Register(http::Router& router) {
         }
         DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile, Profile(c.org->id, template_name));
         DEVID_ASSIGN_OR_RETURN(ca::SigningCa * ca, backend_.Ca(c.org->name, ca_name, true));
+        DEVID_TRY(CheckEnrollment(c, subject, csr.public_key().key_bits(), profile));
         ca::IssueOptions options;
         if (days) options.days = static_cast<int>(*days);
         DEVID_ASSIGN_OR_RETURN(ca::IssuedCertificate issued, ca->Issue(profile, csr, options));
@@ -1108,16 +1153,7 @@ void Api::Register(http::Router& router) {
         DEVID_ASSIGN_OR_RETURN(auto certs, db.ListCertificates(c.org->id, f));
         json list = json::array();
         for (const auto& cert : certs) {
-          // The CN attribute whole: "CN=<id>" at the start or after ", ", up to ',' or the end.
-          std::string_view s(cert.subject);
-          std::string want = "CN=" + id;
-          bool names_it = false;
-          for (size_t at = s.find(want); at != std::string_view::npos; at = s.find(want, at + 1)) {
-            size_t end = at + want.size();
-            bool starts = at == 0 || (at >= 2 && s.substr(at - 2, 2) == ", ");
-            if (starts && (end == s.size() || s[end] == ',')) names_it = true;
-          }
-          if (names_it) {
+          if (SubjectHasCn(cert.subject, id)) {
             list.push_back(CertificateJson(cert, CaNameOf(cas, cert.ca_id), false));
           }
         }

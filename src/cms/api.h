@@ -63,6 +63,14 @@ class Api {
   // kPolicy when the subject's CN names a device the registry has disabled:
   // a disabled device gets no new certificate, by any path.
   Status CheckDeviceEnabled(int64_t org_id, const crypto::DistinguishedName& subject);
+  // What an enrolment credential (role enrollment) may obtain: certificates
+  // for clients only (a template without serverAuth, not a CA), and for a
+  // device name that has no valid certificate for another key (`key_bits`;
+  // none: a key the server makes, so no valid certificate at all). A device
+  // already enrolled re-enrols with its certificate (EST simplereenroll).
+  // Other roles pass.
+  Status CheckEnrollment(const Caller& caller, const crypto::DistinguishedName& subject,
+                         std::optional<ByteView> key_bits, const ca::CertificateProfile& profile);
 
   // The organization's stored template, else a built-in (or home) one.
   Result<ca::CertificateProfile> Profile(int64_t org_id, const std::string& name);

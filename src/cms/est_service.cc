@@ -56,29 +56,30 @@ void EstService::Register(http::Router& router) {
     return der.ok() ? Base64Part("application/csrattrs", *der) : ErrorResponse(der.error());
   });
 
-  router.Add("POST", base + "simpleenroll",
-             api_.Guard(Action::kCertificateIssue, "est.simpleenroll",
-                        [this](const http::Request& r, Api::Caller& c,
-                               std::string& target) -> Result<http::Response> {
-                          DEVID_ASSIGN_OR_RETURN(crypto::CertificateRequest csr, ReadCsr(r));
-                          DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject, csr.subject());
-                          if (Status enabled = api_.CheckDeviceEnabled(c.org->id, subject);
-                              !enabled.ok()) {
-                            DEVID_TRY(csr.VerifyProofOfPossession());
-                            return enabled.error();
-                          }
-                          DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile,
-                                                 api_.Profile(c.org->id, template_));
-                          DEVID_ASSIGN_OR_RETURN(ca::SigningCa * ca,
-                                                 backend_.Ca(c.org->name, r.params.at("ca"), true));
-                          DEVID_ASSIGN_OR_RETURN(ca::IssuedCertificate issued,
-                                                 ca->Issue(profile, csr));
-                          target = "certificate:" + issued.record.serial_hex;
-                          if (backend_.metrics() != nullptr) {
-                            backend_.metrics()->Increment("devid_certificates_issued_total");
-                          }
-                          return CertsOnly({issued.certificate});
-                        }));
+  router.Add(
+      "POST", base + "simpleenroll",
+      api_.Guard(
+          Action::kCertificateIssue, "est.simpleenroll",
+          [this](const http::Request& r, Api::Caller& c,
+                 std::string& target) -> Result<http::Response> {
+            DEVID_ASSIGN_OR_RETURN(crypto::CertificateRequest csr, ReadCsr(r));
+            DEVID_ASSIGN_OR_RETURN(crypto::DistinguishedName subject, csr.subject());
+            if (Status enabled = api_.CheckDeviceEnabled(c.org->id, subject); !enabled.ok()) {
+              DEVID_TRY(csr.VerifyProofOfPossession());
+              return enabled.error();
+            }
+            DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile,
+                                   api_.Profile(c.org->id, template_));
+            DEVID_ASSIGN_OR_RETURN(ca::SigningCa * ca,
+                                   backend_.Ca(c.org->name, r.params.at("ca"), true));
+            DEVID_TRY(api_.CheckEnrollment(c, subject, csr.public_key().key_bits(), profile));
+            DEVID_ASSIGN_OR_RETURN(ca::IssuedCertificate issued, ca->Issue(profile, csr));
+            target = "certificate:" + issued.record.serial_hex;
+            if (backend_.metrics() != nullptr) {
+              backend_.metrics()->Increment("devid_certificates_issued_total");
+            }
+            return CertsOnly({issued.certificate});
+          }));
 
   router.Add(
       "POST", base + "serverkeygen",
@@ -93,11 +94,12 @@ void EstService::Register(http::Router& router) {
             DEVID_TRY(api_.CheckDeviceEnabled(c.org->id, subject));
             DEVID_ASSIGN_OR_RETURN(ca::CertificateProfile profile,
                                    api_.Profile(c.org->id, template_));
+            DEVID_ASSIGN_OR_RETURN(ca::SigningCa * ca,
+                                   backend_.Ca(c.org->name, r.params.at("ca"), true));
+            DEVID_TRY(api_.CheckEnrollment(c, subject, std::nullopt, profile));
             // The key type the request's own key has (RFC 7030 §4.4.1.1).
             crypto::KeyType type = csr.key_algorithm().type.value_or(crypto::KeyType::kEcP256);
             DEVID_ASSIGN_OR_RETURN(crypto::PrivateKey key, crypto::PrivateKey::Generate(type));
-            DEVID_ASSIGN_OR_RETURN(ca::SigningCa * ca,
-                                   backend_.Ca(c.org->name, r.params.at("ca"), true));
             DEVID_ASSIGN_OR_RETURN(ca::IssuedCertificate issued,
                                    ca->IssueForKey(profile, key, subject, sans));
             target = "certificate:" + issued.record.serial_hex;

@@ -175,6 +175,12 @@ Result<std::string> Certificate::FingerprintSha256() const {
   return HexEncode(Sha256(der));
 }
 
+Bytes Certificate::PublicKeyBits() const {
+  const ASN1_BIT_STRING* bits = X509_get0_pubkey_bitstr(x509_.get());
+  if (bits == nullptr) return {};
+  return Bytes(bits->data, bits->data + bits->length);
+}
+
 Result<std::pair<Bytes, Bytes>> Certificate::SignedDigestAndSignature() const {
   const ASN1_BIT_STRING* signature = nullptr;
   const X509_ALGOR* algorithm = nullptr;

@@ -48,6 +48,8 @@ class Certificate {
   // a public key only when it parses DER. public_key() and VerifyChain cope.
   bool has_decoded_key() const;
   Result<std::vector<GeneralName>> SubjectAltNames() const;
+  // The subjectPublicKey BIT STRING's bytes (no key decode).
+  Bytes PublicKeyBits() const;
   // SHA-256 over the DER encoding, hex.
   Result<std::string> FingerprintSha256() const;
   // What the issuer signed, for a check outside OpenSSL's verifier (a chip's

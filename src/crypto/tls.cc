@@ -1,5 +1,7 @@
 #include "crypto/tls.h"
 
+#include <openssl/err.h>
+
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/socket.h>
@@ -142,7 +144,9 @@ Result<UniquePtr<SSL_CTX>> ConfigureClientContext(const TlsClientOptions& o) {
     X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx.get());
     int set = IsIpAddress(o.server_name)
                   ? X509_VERIFY_PARAM_set1_ip_asc(param, o.server_name.c_str())
+                  // The name must be a subjectAltName: never the subject's CN.
                   : X509_VERIFY_PARAM_set1_host(param, o.server_name.c_str(), 0);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
     if (set != 1) return OpenSslError("setting the name the server must carry");
   }
   return ctx;
@@ -224,10 +228,17 @@ Result<Bytes> TlsConnection::ReadToEnd(size_t max) {
     int reason = SSL_get_error(ssl_.get(), 0);
     if (reason == SSL_ERROR_ZERO_RETURN) break;
     // A peer that closes the TCP connection without close_notify after a
-    // complete HTTP answer: the caller checks the length it was told.
-    if (reason == SSL_ERROR_SYSCALL || reason == SSL_ERROR_SSL) {
+    // complete HTTP answer (OpenSSL 3 reports the unexpected EOF as
+    // SSL_ERROR_SSL with this reason): the caller checks the length it was
+    // told. Any other failure, a forged record among them, is an error.
+    if (reason == SSL_ERROR_SSL &&
+        ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
       ClearOpenSslErrors();
       if (!out.empty()) break;
+    }
+    if (reason == SSL_ERROR_SYSCALL && !out.empty()) {
+      ClearOpenSslErrors();
+      break;
     }
     return MakeError(ErrorCode::kIo, "reading from the TLS connection failed");
   }

@@ -378,6 +378,23 @@ api GET "/orgs/acme/certificates?status=any&limit=1000" "$ADMIN"
   && pass "the refused batches issued nothing (all or none)" \
   || fail "the refused batches issued nothing (all or none)" "before $before, now $(jq '.certificates|length' <<<"$RESP")"
 
+# What an enrolment credential may obtain: client certificates, for a device
+# name not enrolled with another key.
+csr enr-srv /CN=hub.example
+api POST /orgs/acme/certificates "${TOK[acme/enrollment]}" "$(issue_body enr-srv.csr devices server)"
+expect "an enrolment credential cannot get a server certificate: 422" 422 "$ERR"
+csr enr-a /CN=enrolled-dev
+api POST /orgs/acme/certificates "${TOK[acme/enrollment]}" "$(issue_body enr-a.csr)"
+expect "an enrolment credential enrols a new device name: 201" 201
+csr_from_key enr-a2 enr-a.key /CN=enrolled-dev
+api POST /orgs/acme/certificates "${TOK[acme/enrollment]}" "$(issue_body enr-a2.csr)"
+expect "... and the same device again with the same key: 201" 201
+csr enr-b /CN=enrolled-dev
+api POST /orgs/acme/certificates "${TOK[acme/enrollment]}" "$(issue_body enr-b.csr)"
+expect "... but not a device enrolled with another key: 409" 409 "$ERR"' and (.error.message|test("simplereenroll"))'
+api POST /orgs/acme/certificates "${TOK[acme/operator]}" "$(issue_body enr-b.csr)"
+expect "an operator may still issue for that name (a re-key by hand): 201" 201
+
 # Just-in-time registration (the hub): a connection creates the device and stamps it.
 api POST /orgs/acme/devices/jit-dev-1/connections "${TOK[acme/operator]}" '{}'
 expect "a first connection registers the device: 200, active, first_seen set" 200 \

@@ -157,6 +157,17 @@ out=$(pub ops-1 -V mqttv5 -q 1 -t devices/dev-2/commands/reboot -m now 2>&1) \
 wait "$CMDSUB" || true
 [ "$(cat cmd.out)" = "devices/dev-2/commands/reboot now" ] && pass "the device receives its command" \
   || fail "the device receives its command" "$(cat cmd.out cmd.err)"
+# Operators' names are theirs: a device certificate named like one is refused,
+# and a device's name cannot become an operator's.
+newkey fake-ops ops-1
+"${C[@]}" cert issue --org acme --ca devices --csr fake-ops.csr --out fake-ops.pem >/dev/null
+rc=0; out=$(pub fake-ops -t devices/ops-1/telemetry -m x 2>&1) || rc=$?
+((rc != 0)) && pass "refused: a device certificate with an operator's name" \
+  || fail "refused: a device certificate with an operator's name" "$out"
+rc=0; out=$("${H[@]}" issue-operator --org acme --name dev-1 --out-dir ops-dev1 "${CMS[@]}" \
+  --token "$HUB_TOKEN" 2>&1) || rc=$?
+((rc != 0)) && grep -q "is a device in the registry" <<<"$out" \
+  && pass "issue-operator refuses a device's name" || fail "issue-operator refuses a device's name" "$out"
 
 # Refused at connection.
 for who in alien self expired; do

@@ -1108,6 +1108,15 @@ Result<IssuedOperator> IssueOperator(CmsClient& cms, const OperatorOptions& opti
   for (const std::string& path : {key_path, cert_path, ca_path}) DEVID_TRY(CheckOutputPath(path));
   DEVID_TRY(PrepareStateDir(options.dir));
 
+  // Operators and devices share the broker's identities: a name a device
+  // already has cannot become an operator's.
+  auto device = cms.Get("/orgs/" + CmsClient::Segment(options.org) + "/devices/" +
+                        CmsClient::Segment(options.name));
+  if (device.ok()) {
+    return MakeError(ErrorCode::kAlreadyExists,
+                     "'" + options.name + "' is a device in the registry: pick another name");
+  }
+  if (device.error().code != ErrorCode::kNotFound) return device.error();
   DEVID_ASSIGN_OR_RETURN(std::vector<CaInfo> cas, ListCas(cms, options.org));
   DEVID_ASSIGN_OR_RETURN(CaInfo ica, ChooseCa(cas, options.org, options.ca));
   DEVID_ASSIGN_OR_RETURN(crypto::PrivateKey key,

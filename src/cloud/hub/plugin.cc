@@ -367,6 +367,16 @@ Refusal Identify(const PluginState& s, struct mosquitto* client, Identity* out, 
   }
   auto op = p.operators.find(serial);
   out->is_operator = op != p.operators.end() && op->second == *cn;
+  // An operator's name belongs to the operator: a device certificate with
+  // that CN could otherwise take over the operator's client id.
+  if (!out->is_operator) {
+    for (const auto& [op_serial, op_name] : p.operators) {
+      if (op_name == *cn) {
+        *why = "'" + *cn + "' is an operator's name, and this is not the operator's certificate";
+        return Refusal::kRevoked;
+      }
+    }
+  }
   out->name = std::move(*cn);
   return Refusal::kNone;
 }
