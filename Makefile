@@ -24,6 +24,7 @@ bench: build
 	@build/bench/devid_bench_tls
 	@build/bench/devid_bench_ocsp
 	@build/bench/devid_bench_cms
+	@build/bench/devid_bench_fleet
 
 format:
 	@find src tests bench fuzz -name '*.h' -o -name '*.cc' | xargs clang-format -i

@@ -33,7 +33,8 @@ Result<std::unique_ptr<Device>> Device::Open(
   DEVID_ASSIGN_OR_RETURN(d->context_, crypto::NewLibraryContext());
   DEVID_ASSIGN_OR_RETURN(
       d->providers_,
-      provider::LoadInto(d->context_.get(), provider::LoadOptions{.chip_random = true}));
+      provider::LoadInto(d->context_.get(),
+                         provider::LoadOptions{.chip_random = true, .chip = d->locator_}));
   return d;
 }
 

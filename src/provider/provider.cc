@@ -321,6 +321,11 @@ Result<std::unique_ptr<LoadedProviders>> LoadInto(OSSL_LIB_CTX* ctx, const LoadO
   if (devid == nullptr || fallback == nullptr) {
     return MakeError(ErrorCode::kCrypto, "cannot load the devid provider into a library context");
   }
+  if (!options.chip.empty()) {
+    auto* prov = static_cast<ProviderContext*>(OSSL_PROVIDER_get0_provider_ctx(devid));
+    std::lock_guard<std::mutex> lock(prov->mu);
+    prov->default_chip = options.chip;
+  }
   if (options.chip_random &&
       RAND_set_DRBG_type(ctx, "DEVID-CHIP-RAND", "provider=devid", nullptr, nullptr) != 1) {
     return MakeError(ErrorCode::kCrypto, "cannot make the chip the context's random generator");

@@ -52,6 +52,11 @@ struct LoadOptions {
   // The context's random generator becomes the chip (GET_RANDOM): the TLS
   // client random among others (seed fig. 3 step 1).
   bool chip_random = false;
+  // The chip ("image=PATH" or "socket=PATH") for ephemeral keys and random
+  // bytes in this context from the start. Empty: the first key loaded names
+  // it, and until then the chip last shared in the process, which in a
+  // process of many devices (a fleet) is another device's.
+  std::string chip{};  // {}: callers naming only chip_random stay warning-free
 };
 // The providers loaded into a context. Destroying it unloads them (the
 // provider's teardown runs); that must happen before the context is freed.
