@@ -263,6 +263,9 @@ int main(int argc, char** argv) {
   bool smoke = false;
   for (int i = 1; i < argc; ++i) smoke = smoke || std::string_view(argv[i]) == "--smoke";
   if (smoke) devid::bench::g_devices = 20;
+  if (const char* n = std::getenv("DEVID_BENCH_FLEET_DEVICES"); n != nullptr && *n != '\0') {
+    devid::bench::g_devices = std::max(1, std::atoi(n));
+  }
   if (const char* c = std::getenv("DEVID_BENCH_FLEET_CONCURRENCY"); c != nullptr && *c != '\0') {
     devid::bench::g_concurrency = std::max(1, std::atoi(c));
   }

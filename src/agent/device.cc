@@ -21,10 +21,14 @@ Result<std::unique_ptr<Device>> Device::Open(
   if (options.image.empty() == options.socket.empty()) {
     return MakeError(ErrorCode::kInvalidInput, "give exactly one of --image FILE or --socket PATH");
   }
-  std::unique_ptr<Device> d(new Device());
-  d->options_ = options;
   DEVID_ASSIGN_OR_RETURN(se::ChipClient client,
                          se::ChipClient::Open(options.image, options.socket, configure));
+  return Adopt(options, std::move(client));
+}
+
+Result<std::unique_ptr<Device>> Device::Adopt(const ChipOptions& options, se::ChipClient client) {
+  std::unique_ptr<Device> d(new Device());
+  d->options_ = options;
   if (options.pin) DEVID_TRY(client.Authenticate(options.pin->reveal()));
   d->chip_ = std::make_shared<provider::SharedChip>(std::move(client));
   DEVID_TRY(provider::ReadCaKey(*d->chip_));

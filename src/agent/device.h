@@ -20,7 +20,8 @@
 
 namespace devid::se {
 class SecureElement;
-}
+class ChipClient;
+}  // namespace devid::se
 namespace devid::provider {
 struct SharedChip;
 class LoadedProviders;
@@ -43,6 +44,9 @@ class Device {
   // `configure` sets up an in-process chip (latency model) before first use.
   static Result<std::unique_ptr<Device>> Open(
       const ChipOptions& options, const std::function<void(se::SecureElement&)>& configure = {});
+  // A chip this process already holds open (a fleet makes it, then uses it):
+  // `options.image` names it.
+  static Result<std::unique_ptr<Device>> Adopt(const ChipOptions& options, se::ChipClient client);
   ~Device();
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;

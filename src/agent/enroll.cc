@@ -93,11 +93,8 @@ Result<std::vector<crypto::Certificate>> CmsTrust(const CmsEndpoint& cms) {
   return crypto::Certificate::ParsePemChain(pem);
 }
 
-// The issuing CA certificate to store beside a new certificate: the one the
-// device already holds when it still matches, else the CMS's (EST cacerts).
-Result<crypto::Certificate> IssuerFor(Device& device, const CmsEndpoint& cms,
-                                      const std::string& token) {
-  if (auto chain = device.Chain(); chain.ok()) return (*chain)[1];
+// The issuing CA certificate as the CMS gives it (EST cacerts).
+Result<crypto::Certificate> FetchIssuer(const CmsEndpoint& cms, const std::string& token) {
   DEVID_ASSIGN_OR_RETURN(cms::client::CmsClient client,
                          cms::client::CmsClient::Create({cms.url, cms.ca_file, token}));
   DEVID_ASSIGN_OR_RETURN(auto cacerts, client.EstCaCerts(cms.org, cms.ca));
@@ -136,24 +133,37 @@ Result<EnrollResult> Enroll(Device& device, const EnrollOptions& o) {
     DEVID_ASSIGN_OR_RETURN(std::string identity, device.Identity());
     return EnrollResult{std::move(issued), std::move(identity), "simplereenroll"};
   }
+  std::optional<std::vector<crypto::Certificate>> held;
+  if (auto chain = device.Chain(); chain.ok()) held = std::move(*chain);
   crypto::DistinguishedName subject;
   if (!o.subject.empty()) {
     DEVID_ASSIGN_OR_RETURN(subject, crypto::DistinguishedName::Parse(o.subject));
-  } else if (auto chain = device.Chain(); chain.ok()) {
-    DEVID_ASSIGN_OR_RETURN(subject, chain->front().subject());
+  } else if (held) {
+    DEVID_ASSIGN_OR_RETURN(subject, held->front().subject());
   } else {
     std::string serial = device.ChipSerial();
     if (serial.empty()) return MakeError(ErrorCode::kIo, "the chip does not answer GET_INFO");
     DEVID_ASSIGN_OR_RETURN(subject, crypto::DistinguishedName::Parse("CN=" + serial));
   }
   DEVID_ASSIGN_OR_RETURN(crypto::CertificateRequest csr, device.MakeCsr(subject, {}));
-  DEVID_ASSIGN_OR_RETURN(crypto::Certificate issuer, IssuerFor(device, o.cms, o.token));
-  DEVID_ASSIGN_OR_RETURN(cms::client::CmsClient client,
-                         cms::client::CmsClient::Create({o.cms.url, o.cms.ca_file, o.token}));
+  std::optional<crypto::Certificate> issuer = o.issuer;
+  if (held) issuer = held->at(1);
+  // Beside the new certificate: the issuing CA the device holds, else the given one, else the
+  // CMS's.
+  if (!issuer) {
+    DEVID_ASSIGN_OR_RETURN(issuer, FetchIssuer(o.cms, o.token));
+  }
+  std::optional<cms::client::CmsClient> own;
+  cms::client::CmsClient* client = o.client;
+  if (client == nullptr) {
+    DEVID_ASSIGN_OR_RETURN(own,
+                           cms::client::CmsClient::Create({o.cms.url, o.cms.ca_file, o.token}));
+    client = &*own;
+  }
   DEVID_ASSIGN_OR_RETURN(crypto::Certificate issued,
-                         client.EstSimpleEnroll(o.cms.org, o.cms.ca, csr.der()));
+                         client->EstSimpleEnroll(o.cms.org, o.cms.ca, csr.der()));
   DEVID_TRY(device.CheckIssued(issued));
-  DEVID_TRY(device.StoreChain(issued, issuer));
+  DEVID_TRY(device.StoreChain(issued, *issuer));
   DEVID_ASSIGN_OR_RETURN(std::string identity, device.Identity());
   return EnrollResult{std::move(issued), std::move(identity), "simpleenroll"};
 }

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "agent/device.h"
+#include "cms/client/client.h"
 #include "core/result.h"
 
 namespace devid::agent {
@@ -27,6 +29,12 @@ struct EnrollOptions {
   // The subject to ask for. Default: that of the certificate the device
   // holds, else CN=<chip serial>.
   std::string subject;
+  // The issuing CA certificate to store beside the new certificate when the
+  // device holds none yet; none: asked of the CMS (EST cacerts).
+  std::optional<crypto::Certificate> issuer;
+  // A client to reuse (keep-alive across the devices a fleet worker enrols);
+  // none: a fresh one with `token`.
+  cms::client::CmsClient* client = nullptr;
 };
 
 struct EnrollResult {

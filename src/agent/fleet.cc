@@ -56,12 +56,15 @@ struct FleetPlan {
   std::string dir;
   std::string run_id;
   Bytes ca_key_file;  // CA01: the issuing CA's public key as the chip takes it
+  std::optional<crypto::Certificate> issuing_ca;  // stored beside each new certificate
   SecretString pin;
 };
 
 // seed fig. 2 step 5 / fig. 3 step 4, as the factory does it for a chip that
 // makes its own key: key in slot 0, C001 laid out, CA01 written, locked.
-Status PersonaliseChip(const FleetPlan& plan, const std::string& image, const std::string& serial) {
+// The chip stays open: the device uses it from here on.
+Result<se::ChipClient> PersonaliseChip(const FleetPlan& plan, const std::string& image,
+                                       const std::string& serial) {
   DEVID_ASSIGN_OR_RETURN(auto chip, se::SecureElement::Create(image, serial, plan.pin));
   if (plan.options->latency_model) chip->SetLatencyModel(true);
   se::ChipClient client(std::make_unique<se::InProcessTransport>(std::move(chip)));
@@ -69,7 +72,8 @@ Status PersonaliseChip(const FleetPlan& plan, const std::string& image, const st
   DEVID_TRY(client.CreateFile(se::kCertificateChainFile, kChainFileSize, kAlways, kAfterPin));
   DEVID_TRY(se::WriteChipFile(client, se::kCaPublicKeyFile, plan.ca_key_file,
                               plan.ca_key_file.size(), kAlways, kNever));
-  return client.SetLifecycle(se::Lifecycle::kOperational);
+  DEVID_TRY(client.SetLifecycle(se::Lifecycle::kOperational));
+  return client;
 }
 
 struct DeviceOutcome {
@@ -78,7 +82,8 @@ struct DeviceOutcome {
   std::string failure;  // "step: message"
 };
 
-DeviceOutcome RunDevice(const FleetPlan& plan, int index) {
+// `client`: the worker's connection to the CMS, kept alive across its devices.
+DeviceOutcome RunDevice(const FleetPlan& plan, int index, cms::client::CmsClient* client) {
   const FleetOptions& o = *plan.options;
   DeviceOutcome out;
   std::string name = "fleet-" + plan.run_id + "-" + std::to_string(index);
@@ -89,16 +94,13 @@ DeviceOutcome RunDevice(const FleetPlan& plan, int index) {
   };
 
   Clock::time_point start = Clock::now();
-  if (Status made = PersonaliseChip(plan, image, "SE-" + name); !made.ok()) {
-    return fail("chip", made.error());
-  }
+  auto made = PersonaliseChip(plan, image, "SE-" + name);
+  if (!made.ok()) return fail("chip", made.error());
   ChipOptions chip;
   chip.image = image;
   chip.slot = 0;
   chip.pin = plan.pin;
-  std::function<void(se::SecureElement&)> configure;
-  if (o.latency_model) configure = [](se::SecureElement& c) { c.SetLatencyModel(true); };
-  auto device = Device::Open(chip, configure);
+  auto device = Device::Adopt(chip, std::move(*made));
   if (!device.ok()) return fail("chip", device.error());
   out.personalise_ms = MillisecondsSince(start);
 
@@ -107,6 +109,8 @@ DeviceOutcome RunDevice(const FleetPlan& plan, int index) {
   enroll.cms = o.cms;
   enroll.token = o.token;
   enroll.subject = "CN=" + name;
+  enroll.issuer = plan.issuing_ca;
+  enroll.client = client;
   auto enrolled = Enroll(**device, enroll);
   if (!enrolled.ok()) return fail("enrol", enrolled.error());
   out.enroll_ms = MillisecondsSince(start);
@@ -205,6 +209,7 @@ Result<FleetReport> SimulateFleet(const FleetOptions& o) {
   DEVID_ASSIGN_OR_RETURN(crypto::Certificate ca, IssuingCa(o));
   DEVID_ASSIGN_OR_RETURN(crypto::PublicKey ca_key, ca.public_key());
   DEVID_ASSIGN_OR_RETURN(plan.ca_key_file, se::KeyFileContent(ca_key));
+  plan.issuing_ca = ca;
 
   bool own_dir = o.dir.empty();
   if (own_dir) {
@@ -242,8 +247,10 @@ Result<FleetReport> SimulateFleet(const FleetOptions& o) {
   workers.reserve(static_cast<size_t>(report.concurrency));
   for (int w = 0; w < report.concurrency; ++w) {
     workers.emplace_back([&] {
+      auto client = cms::client::CmsClient::Create({o.cms.url, o.cms.ca_file, o.token});
       for (int i = next++; i < o.devices; i = next++) {
-        DeviceOutcome outcome = RunDevice(plan, i + 1);
+        DeviceOutcome outcome = client.ok() ? RunDevice(plan, i + 1, &*client) : DeviceOutcome{};
+        if (!client.ok()) outcome.failure = "enrol: " + client.error().message;
         (outcome.ok ? done : failed)++;
         outcomes[static_cast<size_t>(i)] = std::move(outcome);
       }

@@ -301,7 +301,6 @@ Bytes SecureElement::Process(ByteView raw) {
   return Process(*command).Encode();
 }
 
-
 int SecureElement::ModelledLatencyMs(Ins ins) {
   switch (ins) {
     case Ins::kSign:
@@ -318,7 +317,6 @@ int SecureElement::ModelledLatencyMs(Ins ins) {
       return 2;
   }
 }
-
 
 ApduResponse SecureElement::Process(const ApduCommand& c) {
   auto start = std::chrono::steady_clock::now();
@@ -479,9 +477,14 @@ ApduResponse SecureElement::ReadPublicKey(const ApduCommand& c) {
   const KeySlot* k = FindSlot(c.p1);
   if (k == nullptr) return Sw(StatusWord::kNotFound);
   if (k->aes) return Sw(StatusWord::kConditionsNotSatisfied);  // a secret key has no public part
-  auto key = crypto::PrivateKey::FromPkcs8Der(k->pkcs8.view());
-  if (!key.ok()) return Sw(StatusWord::kInternal);
-  auto point = key->PublicPoint();
+  // The public half needs no PIN; the decoded key is kept as LoadKey keeps it
+  // (an OpenSSL 3 PKCS#8 decode costs more than the signature it serves).
+  if (!k->decoded) {
+    auto key = crypto::PrivateKey::FromPkcs8Der(k->pkcs8.view(), Context());
+    if (!key.ok()) return Sw(StatusWord::kInternal);
+    k->decoded = std::make_shared<const crypto::PrivateKey>(std::move(key).value());
+  }
+  auto point = k->decoded->PublicPoint();
   if (!point.ok()) return Sw(StatusWord::kInternal);
   Bytes out = {CurveByte(k->curve)};
   out.insert(out.end(), point->begin(), point->end());
