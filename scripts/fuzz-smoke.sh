@@ -14,7 +14,7 @@ fi
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz
 status=0
-for target in apdu csr certificate crl profile name key_uri ocsp pkcs7; do
+for target in apdu csr certificate crl profile name key_uri ocsp pkcs7 http_answer; do
   seconds=$OTHER_SECONDS
   [ "$target" = apdu ] && seconds=$APDU_SECONDS
   work=$(mktemp -d)

@@ -55,26 +55,8 @@ Result<std::pair<long, std::string>> Post(SSL_CTX* ctx, const HttpsUrl& url,
       "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
   DEVID_TRY(tls.Write(AsBytes(request)));
   DEVID_ASSIGN_OR_RETURN(Bytes raw, tls.ReadToEnd(1 << 20));
-  std::string answer(raw.begin(), raw.end());
-  size_t head_end = answer.find("\r\n\r\n");
-  if (!answer.starts_with("HTTP/1.1 ") || head_end == std::string::npos || answer.size() < 12) {
-    return MakeError(ErrorCode::kIo, "the CMS sent no HTTP answer");
-  }
-  long status = 0;
-  std::from_chars(answer.data() + 9, answer.data() + 12, status);
-  std::string head = answer.substr(0, head_end);
-  std::string content = answer.substr(head_end + 4);
-  // The length the server announced, if any, must have arrived whole.
-  std::string lower = head;
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  size_t at = lower.find("\r\ncontent-length:");
-  if (at == std::string::npos) {
-    return MakeError(ErrorCode::kIo, "the CMS answer has no Content-Length");
-  }
-  size_t length = std::strtoul(lower.c_str() + at + 17, nullptr, 10);
-  if (content.size() < length) return MakeError(ErrorCode::kIo, "the CMS answer was cut short");
-  content.resize(length);
-  return std::make_pair(status, std::move(content));
+  DEVID_ASSIGN_OR_RETURN(HttpAnswer answer, ParseHttpAnswer(AsString(raw)));
+  return std::make_pair(answer.status, std::move(answer.body));
 }
 
 std::string EstPath(const CmsEndpoint& cms, const char* operation) {
@@ -103,6 +85,39 @@ Result<crypto::Certificate> FetchIssuer(const CmsEndpoint& cms, const std::strin
 }
 
 }  // namespace
+
+Result<HttpAnswer> ParseHttpAnswer(std::string_view raw) {
+  size_t head_end = raw.find("\r\n\r\n");
+  if (!raw.starts_with("HTTP/1.1 ") || head_end == std::string_view::npos || head_end < 12) {
+    return MakeError(ErrorCode::kIo, "the CMS sent no HTTP answer");
+  }
+  HttpAnswer out;
+  auto [end, ec] = std::from_chars(raw.data() + 9, raw.data() + 12, out.status);
+  if (ec != std::errc() || end != raw.data() + 12 || out.status < 100 || out.status > 599) {
+    return MakeError(ErrorCode::kIo, "the CMS answer has no valid status");
+  }
+  std::string head(raw.substr(0, head_end));
+  for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // The length the server announced must have arrived whole.
+  constexpr std::string_view kLength = "\r\ncontent-length:";
+  size_t at = head.find(kLength);
+  if (at == std::string::npos) {
+    return MakeError(ErrorCode::kIo, "the CMS answer has no Content-Length");
+  }
+  std::string_view value = std::string_view(head).substr(at + kLength.size());
+  value = value.substr(0, value.find("\r\n"));
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  size_t length = 0;
+  auto [length_end, length_ec] = std::from_chars(value.data(), value.data() + value.size(), length);
+  if (value.empty() || length_ec != std::errc() || length_end != value.data() + value.size()) {
+    return MakeError(ErrorCode::kIo, "the CMS answer has a bad Content-Length");
+  }
+  std::string_view content = raw.substr(head_end + 4);
+  if (content.size() < length) return MakeError(ErrorCode::kIo, "the CMS answer was cut short");
+  out.body = std::string(content.substr(0, length));
+  return out;
+}
 
 Result<crypto::Certificate> Reenroll(Device& device, const CmsEndpoint& cms) {
   DEVID_ASSIGN_OR_RETURN(auto chain, device.Chain());

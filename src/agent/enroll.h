@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "agent/device.h"
 #include "cms/client/client.h"
@@ -44,6 +45,15 @@ struct EnrollResult {
 };
 
 Result<EnrollResult> Enroll(Device& device, const EnrollOptions& options);
+
+// An HTTP/1.1 answer read whole from a connection the server closed: its
+// status and the Content-Length bytes of its body (required). Bytes from the
+// network: fuzzed (fuzz/fuzz_http_answer.cc).
+struct HttpAnswer {
+  long status = 0;
+  std::string body;
+};
+Result<HttpAnswer> ParseHttpAnswer(std::string_view raw);
 
 // EST simplereenroll with the device's current certificate (TLS client
 // authentication by the chip): the same subject, the same key. Stores the
