@@ -55,6 +55,7 @@ std::string Device::ChipSerial() {
 }
 
 Result<std::vector<crypto::Certificate>> Device::Chain() {
+  if (chain_) return *chain_;
   Result<Bytes> pem = MakeError(ErrorCode::kNotFound, "no certificate chain yet");
   if (options_.cert_dir.empty()) {
     std::lock_guard<std::mutex> lock(chip_->mu);
@@ -72,6 +73,7 @@ Result<std::vector<crypto::Certificate>> Device::Chain() {
     return MakeError(ErrorCode::kInvalidInput,
                      "the stored chain must hold the device certificate and its issuing CA's, PEM");
   }
+  chain_ = *chain;
   return chain;
 }
 
@@ -138,15 +140,18 @@ Status Device::StoreChain(const crypto::Certificate& certificate,
   DEVID_ASSIGN_OR_RETURN(std::string pem, certificate.ToPem());
   DEVID_ASSIGN_OR_RETURN(std::string issuer_pem, issuer.ToPem());
   pem += issuer_pem;
+  chain_.reset();
   if (!options_.cert_dir.empty()) {
     std::filesystem::create_directories(options_.cert_dir);
-    return WriteFileAtomic(options_.cert_dir + "/chain.pem", AsBytes(pem));
+    DEVID_TRY(WriteFileAtomic(options_.cert_dir + "/chain.pem", AsBytes(pem)));
+  } else {
+    std::lock_guard<std::mutex> lock(chip_->mu);
+    // Readable by all (the TLS stack reads it), written only after the PIN.
+    Status written = se::WriteChipFile(chip_->client, se::kCertificateChainFile, AsBytes(pem),
+                                       kChainFileSize, 0x00, 0x01);
+    if (!written.ok()) return written.error().Context("storing the chain in chip file C001");
   }
-  std::lock_guard<std::mutex> lock(chip_->mu);
-  // Readable by all (the TLS stack reads it), written only after the PIN.
-  Status written = se::WriteChipFile(chip_->client, se::kCertificateChainFile, AsBytes(pem),
-                                     kChainFileSize, 0x00, 0x01);
-  if (!written.ok()) return written.error().Context("storing the chain in chip file C001");
+  chain_ = std::vector<crypto::Certificate>{certificate, issuer};
   return {};
 }
 

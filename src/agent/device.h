@@ -80,6 +80,9 @@ class Device {
 
   ChipOptions options_;
   std::string locator_;
+  // The stored chain as last read or written: parsing a certificate decodes
+  // its key (OpenSSL 3), which costs more than the handshake step it serves.
+  std::optional<std::vector<crypto::Certificate>> chain_;
   std::shared_ptr<provider::SharedChip> chip_;
   crypto::UniquePtr<OSSL_LIB_CTX> context_;
   std::unique_ptr<provider::LoadedProviders> providers_;  // before context_ is freed
