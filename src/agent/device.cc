@@ -2,6 +2,9 @@
 
 #include <filesystem>
 #include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "core/file.h"
 #include "provider/provider.h"
@@ -13,6 +16,46 @@ namespace {
 
 // Room for a renewed chain that grows a little (a longer serial, a SAN).
 constexpr size_t kChainFileSize = 4096;
+
+// Library contexts of devices that are gone, with the provider loaded: the
+// next device takes one and names its own chip in it. A fresh OpenSSL 3
+// context fetches every algorithm anew on first use (a TLS context alone
+// costs ~3.5 ms more in a fresh one on the reference VM), which a fleet pays
+// per device. Nothing of a device stays behind: keys, TLS contexts and the
+// chip connection go with the Device; the provider reaches chips only by the
+// name it is given and the chips shared in this process.
+using PooledContext =
+    std::pair<crypto::UniquePtr<OSSL_LIB_CTX>, std::unique_ptr<provider::LoadedProviders>>;
+constexpr size_t kContextPoolLimit = 64;
+struct ContextPool {
+  std::mutex mu;
+  std::vector<PooledContext> free;
+};
+ContextPool& Pool() {
+  static ContextPool* pool = new ContextPool;  // never destroyed: contexts outlive main
+  return *pool;
+}
+
+std::optional<PooledContext> TakePooledContext() {
+  ContextPool& pool = Pool();
+  std::lock_guard<std::mutex> lock(pool.mu);
+  if (pool.free.empty()) return std::nullopt;
+  PooledContext out = std::move(pool.free.back());
+  pool.free.pop_back();
+  return out;
+}
+
+void PoolContext(crypto::UniquePtr<OSSL_LIB_CTX> context,
+                 std::unique_ptr<provider::LoadedProviders> providers) {
+  ContextPool& pool = Pool();
+  std::lock_guard<std::mutex> lock(pool.mu);
+  if (pool.free.size() < kContextPoolLimit) {
+    pool.free.emplace_back(std::move(context), std::move(providers));
+    return;
+  }
+  providers.reset();  // unloaded before their context is freed
+  context.reset();
+}
 
 }  // namespace
 
@@ -34,6 +77,12 @@ Result<std::unique_ptr<Device>> Device::Adopt(const ChipOptions& options, se::Ch
   DEVID_TRY(provider::ReadCaKey(*d->chip_));
   d->locator_ = options.image.empty() ? "socket=" + options.socket : "image=" + options.image;
   provider::ShareChip(d->locator_, d->chip_);
+  if (auto reused = TakePooledContext()) {
+    d->context_ = std::move(reused->first);
+    d->providers_ = std::move(reused->second);
+    d->providers_->UseChip(d->locator_);
+    return d;
+  }
   DEVID_ASSIGN_OR_RETURN(d->context_, crypto::NewLibraryContext());
   DEVID_ASSIGN_OR_RETURN(
       d->providers_,
@@ -43,8 +92,12 @@ Result<std::unique_ptr<Device>> Device::Adopt(const ChipOptions& options, se::Ch
 }
 
 Device::~Device() {
-  providers_.reset();
-  context_.reset();
+  if (context_ && providers_) {
+    PoolContext(std::move(context_), std::move(providers_));
+  } else {
+    providers_.reset();
+    context_.reset();
+  }
   if (!locator_.empty()) provider::ShareChip(locator_, nullptr);
 }
 

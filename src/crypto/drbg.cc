@@ -1,5 +1,8 @@
 #include "crypto/drbg.h"
 
+#include <mutex>
+#include <vector>
+
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -14,7 +17,22 @@ constexpr unsigned kStrength = 256;
 constexpr size_t kMaxRequest = 1 << 16;
 }  // namespace
 
-Result<DrbgContext> DrbgContext::Create(ByteView entropy, ByteView personalization) {
+namespace {
+
+constexpr size_t kPoolLimit = 64;
+
+struct ContextPool {
+  std::mutex mu;
+  std::vector<OSSL_LIB_CTX*> free;
+};
+ContextPool& Pool() {
+  static ContextPool* pool = new ContextPool;  // never destroyed: contexts outlive main
+  return *pool;
+}
+
+}  // namespace
+
+Result<DrbgContext> DrbgContext::CreateFresh(ByteView entropy, ByteView personalization) {
   UniquePtr<OSSL_LIB_CTX> ctx(OSSL_LIB_CTX_new());
   if (!ctx) return OpenSslError("creating the chip's library context");
   // Pinned rather than left to the default, which a configuration could change.
@@ -22,8 +40,39 @@ Result<DrbgContext> DrbgContext::Create(ByteView entropy, ByteView personalizati
     return OpenSslError("selecting CTR-DRBG (AES-256) for the chip");
   }
   DrbgContext drbg(std::move(ctx));
-  DEVID_TRY(drbg.Reseed(entropy, personalization));
+  if (Status reseeded = drbg.Reseed(entropy, personalization); !reseeded.ok()) {
+    drbg.ctx_.reset();
+    return reseeded.error();
+  }
   return drbg;
+}
+
+Result<DrbgContext> DrbgContext::Create(ByteView entropy, ByteView personalization) {
+  UniquePtr<OSSL_LIB_CTX> ctx;
+  {
+    ContextPool& pool = Pool();
+    std::lock_guard<std::mutex> lock(pool.mu);
+    if (!pool.free.empty()) {
+      ctx.reset(pool.free.back());
+      pool.free.pop_back();
+    }
+  }
+  if (!ctx) return CreateFresh(entropy, personalization);
+  DrbgContext drbg(std::move(ctx));
+  if (Status reseeded = drbg.Reseed(entropy, personalization); !reseeded.ok()) {
+    // A used context whose DRBG refuses a seed is dropped, never pooled again.
+    drbg.ctx_.reset();
+    ClearOpenSslErrors();
+    return CreateFresh(entropy, personalization);
+  }
+  return drbg;
+}
+
+DrbgContext::~DrbgContext() {
+  if (!ctx_) return;
+  ContextPool& pool = Pool();
+  std::lock_guard<std::mutex> lock(pool.mu);
+  if (pool.free.size() < kPoolLimit) pool.free.push_back(ctx_.release());
 }
 
 Status DrbgContext::Reseed(ByteView entropy, ByteView additional_input) {

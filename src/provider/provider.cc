@@ -306,6 +306,13 @@ int Init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DIS
   return 1;
 }
 
+void LoadedProviders::UseChip(const std::string& locator) {
+  if (devid_ == nullptr) return;
+  auto* prov = static_cast<ProviderContext*>(OSSL_PROVIDER_get0_provider_ctx(devid_));
+  std::lock_guard<std::mutex> lock(prov->mu);
+  prov->default_chip = locator;
+}
+
 LoadedProviders::~LoadedProviders() {
   if (default_ != nullptr) OSSL_PROVIDER_unload(default_);
   if (devid_ != nullptr) OSSL_PROVIDER_unload(devid_);
@@ -321,11 +328,7 @@ Result<std::unique_ptr<LoadedProviders>> LoadInto(OSSL_LIB_CTX* ctx, const LoadO
   if (devid == nullptr || fallback == nullptr) {
     return MakeError(ErrorCode::kCrypto, "cannot load the devid provider into a library context");
   }
-  if (!options.chip.empty()) {
-    auto* prov = static_cast<ProviderContext*>(OSSL_PROVIDER_get0_provider_ctx(devid));
-    std::lock_guard<std::mutex> lock(prov->mu);
-    prov->default_chip = options.chip;
-  }
+  if (!options.chip.empty()) loaded->UseChip(options.chip);
   if (options.chip_random &&
       RAND_set_DRBG_type(ctx, "DEVID-CHIP-RAND", "provider=devid", nullptr, nullptr) != 1) {
     return MakeError(ErrorCode::kCrypto, "cannot make the chip the context's random generator");

@@ -66,6 +66,9 @@ class LoadedProviders {
       : devid_(devid), default_(fallback) {}
   ~LoadedProviders();
   LoadedProviders(const LoadedProviders&) = delete;
+  // Names the chip for ephemeral keys and random bytes in this context from
+  // now on (a context reused for another device).
+  void UseChip(const std::string& locator);
   LoadedProviders& operator=(const LoadedProviders&) = delete;
 
  private:
