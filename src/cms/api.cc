@@ -189,18 +189,6 @@ json TokenJson(const store::TokenRecord& t) {
   return j;
 }
 
-// Whether a stored subject ("CN=x, O=y") has the attribute CN=<cn> whole.
-bool SubjectHasCn(std::string_view subject, const std::string& cn) {
-  std::string want = "CN=" + cn;
-  for (size_t at = subject.find(want); at != std::string_view::npos;
-       at = subject.find(want, at + 1)) {
-    size_t end = at + want.size();
-    bool starts = at == 0 || (at >= 2 && subject.substr(at - 2, 2) == ", ");
-    if (starts && (end == subject.size() || subject[end] == ',')) return true;
-  }
-  return false;
-}
-
 // A CA's certificate and those above it, PEM, the CA's first.
 Result<std::string> ChainPem(ca::Hierarchy& hierarchy, const std::string& org,
                              const std::string& ca) {
@@ -443,10 +431,9 @@ Status Api::CheckEnrollment(const Caller& caller, const crypto::DistinguishedNam
     if (a.type != "CN") continue;
     store::CertificateFilter filter;
     filter.status = store::CertificateStatus::kValid;
-    filter.subject_contains = "CN=" + a.value;
+    filter.common_name = a.value;
     DEVID_ASSIGN_OR_RETURN(auto found, backend_.store().ListCertificates(caller.org->id, filter));
     for (const store::CertificateRecord& record : found) {
-      if (!SubjectHasCn(record.subject, a.value)) continue;
       auto cert = crypto::Certificate::Parse(record.der);
       if (!cert.ok()) return cert.error();
       Bytes bits = cert->PublicKeyBits();
@@ -1146,16 +1133,14 @@ void Api::Register(http::Router& router) {
         target = "device:" + id;
         DEVID_ASSIGN_OR_RETURN(store::DeviceRecord d, db.GetDevice(c.org->id, id));
         json out = DeviceJson(d);
-        // Its certificates: those whose subject names it as CN.
+        // Its certificates: those whose subject's (first) CN is its identifier.
         store::CertificateFilter f;
-        f.subject_contains = "CN=" + id;
+        f.common_name = id;
         DEVID_ASSIGN_OR_RETURN(auto cas, db.ListCas(c.org->id));
         DEVID_ASSIGN_OR_RETURN(auto certs, db.ListCertificates(c.org->id, f));
         json list = json::array();
         for (const auto& cert : certs) {
-          if (SubjectHasCn(cert.subject, id)) {
-            list.push_back(CertificateJson(cert, CaNameOf(cas, cert.ca_id), false));
-          }
+          list.push_back(CertificateJson(cert, CaNameOf(cas, cert.ca_id), false));
         }
         out["certificates"] = list;
         return Json(200, out);

@@ -1,6 +1,8 @@
 #include "store/migrations.h"
 
 #include <cctype>
+#include <optional>
+#include <string>
 
 namespace devid::store {
 
@@ -120,8 +122,61 @@ CREATE TABLE audit_head (
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '');
 CREATE INDEX certificates_org_template ON certificates (org_id, template);
 )sql",
+      // 3: the subject's CN as a column of its own, so that a device's certificates
+      // are found by index and by the whole name. The existing rows get their value
+      // from BackfillCommonNames (see kCommonNameMigration).
+      R"sql(
+ALTER TABLE certificates ADD COLUMN common_name TEXT;
+CREATE INDEX certificates_org_common_name ON certificates (org_id, common_name);
+)sql",
   };
   return kMigrations;
+}
+
+std::optional<std::string> SubjectCommonName(std::string_view subject) {
+  // The grammar of crypto::DistinguishedName::Parse: a backslash escapes the next
+  // character, an unescaped ',' ends an attribute, the first unescaped '=' ends
+  // its type, unescaped spaces around type and value do not count. Parse itself
+  // is not used: the store does not depend on crypto/, and Parse also refuses
+  // what it could not encode again (unknown attribute types, empty values),
+  // while a CN next to such an attribute is still the device's name.
+  std::string type;
+  std::string value;
+  bool in_value = false;
+  bool escaped = false;
+  size_t type_end = 0;   // type.size() without unescaped trailing spaces
+  size_t value_end = 0;  // likewise for value
+  auto finish = [&]() -> std::optional<std::string> {
+    // The spellings Parse reads as CN; ToString writes "CN".
+    std::string_view t(type.data(), type_end);
+    if (!in_value || value_end == 0 || (t != "CN" && t != "commonName" && t != "2.5.4.3")) {
+      return std::nullopt;
+    }
+    return value.substr(0, value_end);
+  };
+  for (char c : subject) {
+    std::string& field = in_value ? value : type;
+    size_t& end = in_value ? value_end : type_end;
+    if (escaped) {
+      field.push_back(c);
+      end = field.size();
+      escaped = false;
+    } else if (c == '\\') {
+      escaped = true;
+    } else if (c == ',') {
+      if (auto cn = finish()) return cn;
+      type.clear();
+      value.clear();
+      in_value = false;
+      type_end = value_end = 0;
+    } else if (c == '=' && !in_value) {
+      in_value = true;
+    } else if (c != ' ' || !field.empty()) {
+      field.push_back(c);
+      if (c != ' ') end = field.size();
+    }
+  }
+  return finish();
 }
 
 namespace {

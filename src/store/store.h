@@ -57,10 +57,12 @@ struct CertificateRecord {
   std::optional<Revocation> revocation;
 };
 
+// The store records the subject's first CN beside it (SubjectCommonName), for
+// CertificateFilter::common_name.
 struct NewCertificate {
   int64_t ca_id = 0;
   std::string serial_hex;
-  std::string subject;
+  std::string subject;  // crypto::DistinguishedName::ToString()
   std::string template_name;
   int64_t not_before = 0;
   int64_t not_after = 0;
@@ -87,6 +89,8 @@ struct CertificateFilter {
   std::optional<int64_t> expires_after;   // not_after >= this
   std::optional<std::string> template_name;
   std::optional<std::string> subject_contains;  // substring of the subject (literal, no wildcards)
+  // The subject's first CN is exactly this (indexed: a device's certificates).
+  std::optional<std::string> common_name;
   std::optional<std::string> serial_hex;
   std::optional<int64_t> now;  // for kValid / kExpired; defaults to the current time
   int64_t after_id = 0;        // paging: only records with a larger id

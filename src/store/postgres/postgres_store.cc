@@ -25,6 +25,8 @@ constexpr Oid kInt8Oid = 20;
 constexpr Oid kInt2Oid = 21;
 constexpr Oid kInt4Oid = 23;
 constexpr Oid kTextOid = 25;
+constexpr Oid kTextArrayOid = 1009;
+constexpr Oid kInt8ArrayOid = 1016;
 
 // Any 64-bit number: the key of the advisory lock taken while migrating.
 constexpr int64_t kMigrationLockKey = 0x6465766964'0001;  // "devid", 1
@@ -49,6 +51,27 @@ class Params {
   Params& Int(std::optional<int64_t> v) { return v ? Int(*v) : Null(kInt8Oid); }
   Params& Bool(bool v) { return Int(v ? 1 : 0); }
   Params& Text(std::string_view v) { return Add(kTextOid, std::string(v), 0); }
+  Params& TextOrNull(const std::optional<std::string>& v) { return v ? Text(*v) : Null(kTextOid); }
+  // Arrays in PostgreSQL's text form ({1,2}; {"a,b","c\"d"} is a,b and c"d), so
+  // that one statement can carry a page of rows.
+  Params& IntArray(const std::vector<int64_t>& v) {
+    std::string text = "{";
+    for (int64_t i : v) text += (text.size() > 1 ? "," : "") + std::to_string(i);
+    return Add(kInt8ArrayOid, text + "}", 0);
+  }
+  Params& TextArray(const std::vector<std::string>& v) {
+    std::string text = "{";
+    for (const std::string& s : v) {
+      if (text.size() > 1) text += ',';
+      text += '"';
+      for (char c : s) {
+        if (c == '"' || c == '\\') text += '\\';
+        text += c;
+      }
+      text += '"';
+    }
+    return Add(kTextArrayOid, text + "}", 0);
+  }
   Params& Blob(ByteView v) {
     return Add(kByteaOid, std::string(reinterpret_cast<const char*>(v.data()), v.size()), 1);
   }
@@ -412,6 +435,10 @@ class PostgresStore final : public Store {
     if (f.serial_hex) {
       sql += " AND c.serial_hex = " + next();
       p.Text(*f.serial_hex);
+    }
+    if (f.common_name) {
+      sql += " AND c.common_name = " + next();
+      p.Text(*f.common_name);
     }
     if (f.after_id > 0) {
       sql += " AND c.id > " + next();
@@ -877,6 +904,9 @@ class PostgresStore final : public Store {
         if (version_ == static_cast<int>(migrations.size())) return false;
         auto applied =
             Exec(MigrationSql(static_cast<size_t>(version_), Dialect::kPostgres), "migrating");
+        if (applied.ok() && static_cast<size_t>(version_) == kCommonNameMigration) {
+          applied = BackfillCommonNames();
+        }
         if (!applied.ok()) {
           return applied.error().Context("migrating schema to version " +
                                          std::to_string(version_ + 1));
@@ -888,6 +918,32 @@ class PostgresStore final : public Store {
       if (!step.ok()) return step.error();
       if (!*step) return {};
       ++version_;
+    }
+  }
+
+  // The rows that predate certificates.common_name, a page at a time: memory
+  // stays bounded, and each page is one UPDATE rather than a round trip a row.
+  Status BackfillCommonNames() {
+    for (int64_t after = 0;;) {
+      DEVID_ASSIGN_OR_RETURN(
+          Rows page,
+          Query("SELECT id, subject FROM certificates WHERE id > $1 ORDER BY id LIMIT 1000",
+                Params().Int(after), "reading certificate subjects"));
+      if (page.empty()) return {};
+      std::vector<int64_t> ids;
+      std::vector<std::string> names;
+      for (int i = 0; i < page.size(); ++i) {
+        after = page.Int(i, 0);
+        if (auto cn = SubjectCommonName(page.Text(i, 1))) {
+          ids.push_back(after);
+          names.push_back(std::move(*cn));
+        }
+      }
+      if (ids.empty()) continue;
+      DEVID_TRY(
+          Query("UPDATE certificates c SET common_name = v.cn "
+                "FROM unnest($1::BIGINT[], $2::TEXT[]) AS v (id, cn) WHERE c.id = v.id",
+                Params().IntArray(ids).TextArray(names), "recording certificates' CNs"));
     }
   }
 
@@ -951,8 +1007,8 @@ class PostgresStore final : public Store {
     last_created_at_ = NowUnix();
     auto rows = Query(
         "INSERT INTO certificates (org_id, ca_id, serial_hex, subject, template, "
-        "not_before, not_after, der, created_at) "
-        "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 "
+        "not_before, not_after, der, created_at, common_name) "
+        "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 "
         "WHERE EXISTS (SELECT 1 FROM cas WHERE id = $2 AND org_id = $1) RETURNING id",
         Params()
             .Int(org_id)
@@ -963,7 +1019,8 @@ class PostgresStore final : public Store {
             .Int(c.not_before)
             .Int(c.not_after)
             .Blob(c.der)
-            .Int(last_created_at_),
+            .Int(last_created_at_)
+            .TextOrNull(SubjectCommonName(c.subject)),
         "recording certificate");
     if (!rows.ok()) {
       if (IsConstraint()) {

@@ -350,6 +350,105 @@ TEST_F(PostgresStoreTest, ListFiltersAndPaging) {
   EXPECT_TRUE(store_->ListCertificates(org.id, f)->empty());
 }
 
+std::vector<std::string> Serials(const std::vector<CertificateRecord>& certs) {
+  std::vector<std::string> out;
+  for (const auto& c : certs) out.push_back(c.serial_hex);
+  return out;
+}
+
+TEST_F(PostgresStoreTest, CommonNameFilterFindsTheWholeNameOnly) {
+  auto org = *store_->CreateOrganization("acme");
+  CaRecord ca = MakeCa(org.id, "ica");
+  int serial = 0;
+  auto add = [&](const std::string& subject, int64_t not_after = 4000000000) {
+    NewCertificate c = Cert(ca.id, "A" + std::to_string(++serial), not_after);
+    c.subject = subject;
+    ASSERT_TRUE(store_->InsertCertificate(org.id, c).ok());
+  };
+  add("CN=dev-1");                     // A1
+  add("CN=dev-10");                    // A2
+  add("O=Acme, CN=dev-1, OU=line 3");  // A3
+  add("CN=x, O=dev-1");                // A4
+  add("CN=dev-1\\, rack 2");           // A5
+  add("CN=dev-1", 50);                 // A6, expired
+  add("CN=other, CN=dev-1");           // A7: its first CN is another
+  add("CN=50%_off");                   // A8
+  CertificateFilter f;
+  f.common_name = "dev-1";
+  EXPECT_EQ(Serials(*store_->ListCertificates(org.id, f)),
+            (std::vector<std::string>{"A1", "A3", "A6"}));
+  f.status = CertificateStatus::kValid;
+  EXPECT_EQ(Serials(*store_->ListCertificates(org.id, f)), (std::vector<std::string>{"A1", "A3"}));
+  f.status = CertificateStatus::kAny;
+  f.common_name = "dev-1, rack 2";
+  EXPECT_EQ(Serials(*store_->ListCertificates(org.id, f)), std::vector<std::string>{"A5"});
+  f.common_name = "50%";  // whole and literal: no LIKE pattern
+  EXPECT_TRUE(store_->ListCertificates(org.id, f)->empty());
+}
+
+// A database left at the schema before certificates.common_name, written the
+// way that version wrote it; the store that opens it must fill the column in.
+TEST_F(PostgresStoreTest, OpeningAnOlderDatabaseFillsInTheCommonNames) {
+  store_.reset();
+  ASSERT_EQ(Psql(server_, "DROP DATABASE " + db_ + " WITH (FORCE)"), 0);
+  ASSERT_EQ(Psql(server_, "CREATE DATABASE " + db_), 0);
+  std::string sql =
+      "CREATE TABLE schema_version (id BIGINT PRIMARY KEY CHECK (id = 1), "
+      "version BIGINT NOT NULL); INSERT INTO schema_version (id, version) VALUES (1, " +
+      std::to_string(kCommonNameMigration) + ");\n";
+  for (size_t i = 0; i < kCommonNameMigration; ++i) sql += MigrationSql(i, Dialect::kPostgres);
+  // Subjects as DistinguishedName::ToString writes them; standard_conforming_strings
+  // keeps each backslash as it is.
+  sql += R"sql(
+INSERT INTO organizations (name, created_at) VALUES ('acme', 0);
+INSERT INTO cas (org_id, name, kind, certificate_der, key_pem, key_encrypted, created_at)
+  SELECT id, 'ica', 'ica', decode('01', 'hex'), 'key', 1, 0 FROM organizations;
+INSERT INTO certificates (org_id, ca_id, serial_hex, subject, template, not_before, not_after,
+                          der, created_at)
+  SELECT org_id, id, s.serial, s.subject, 'device', 0, 4000000000, decode('09', 'hex'), 0
+  FROM cas, (VALUES ('B1', 'CN=dev-1'), ('B2', 'O=Acme, CN=dev\,1'), ('B3', 'O=Acme'),
+                    ('B4', 'CN=say "hi" \\ok\,{x}')) AS s (serial, subject);
+-- More than a page of the backfill.
+INSERT INTO certificates (org_id, ca_id, serial_hex, subject, template, not_before, not_after,
+                          der, created_at)
+  SELECT cas.org_id, cas.id, 'C' || i, 'CN=bulk-' || i, 'device', 0, 4000000000,
+         decode('09', 'hex'), 0
+  FROM generate_series(1, 2500) AS i, cas;
+)sql";
+  ASSERT_EQ(Psql(url_, sql), 0);
+
+  auto opened = OpenStore(url_);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  store_ = std::move(opened).value();
+  EXPECT_EQ(store_->schema_version(), static_cast<int>(SchemaMigrations().size()));
+  auto org = *store_->GetOrganization("acme");
+  auto find = [&](const std::string& cn) {
+    CertificateFilter f;
+    f.common_name = cn;
+    return Serials(*store_->ListCertificates(org.id, f));
+  };
+  EXPECT_EQ(find("dev-1"), std::vector<std::string>{"B1"});
+  EXPECT_EQ(find("dev,1"), std::vector<std::string>{"B2"});
+  EXPECT_EQ(find("say \"hi\" \\ok,{x}"), std::vector<std::string>{"B4"});
+  EXPECT_EQ(find("bulk-1"), std::vector<std::string>{"C1"});
+  EXPECT_EQ(find("bulk-1001"), std::vector<std::string>{"C1001"});
+  EXPECT_EQ(find("bulk-2500"), std::vector<std::string>{"C2500"});
+  // Every row was seen: each bulk name once.
+  CertificateFilter all;
+  all.limit = 5000;
+  size_t named = 0;
+  auto everything = *store_->ListCertificates(org.id, all);
+  for (const auto& c : everything) {
+    if (c.serial_hex[0] == 'C') named += find(c.subject.substr(3)).size();
+  }
+  EXPECT_EQ(named, 2500u);
+  // And what is recorded from now on has its CN as well.
+  NewCertificate fresh = Cert(store_->ListCas(org.id)->front().id, "D1");
+  fresh.subject = "CN=dev-1";
+  ASSERT_TRUE(store_->InsertCertificate(org.id, fresh).ok());
+  EXPECT_EQ(find("dev-1"), (std::vector<std::string>{"B1", "D1"}));
+}
+
 TEST_F(PostgresStoreTest, RevokingACaCertificateDisablesTheCa) {
   auto org = *store_->CreateOrganization("acme");
   CaRecord root = MakeCa(org.id, "root", Bytes{4, 4});
