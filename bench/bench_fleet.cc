@@ -28,6 +28,7 @@
 
 #include "agent/fleet.h"
 #include "ca/hierarchy.h"
+#include "cloud/hub/hub.h"
 #include "cms/api.h"
 #include "cms/auth.h"
 #include "cms/backend.h"
@@ -170,7 +171,9 @@ struct Fixture {
         MakeCsr(hub_key, "CN=hub", {Must(crypto::GeneralName::Parse("ip:127.0.0.1"), "")});
     auto server_profile = Must(hierarchy->FindProfile("server"), "server profile");
     auto hub = Must(unlocked.Issue(server_profile, hub_csr), "hub certificate");
-    WriteText(dir / "hub.pem", Must(hub.certificate.ToPem(), "pem"));
+    // As `devid hub` writes it: the server certificate and its issuing CA, so
+    // that the broker does not build and send the chain up to the root.
+    WriteText(dir / "hub.pem", Must(hub.certificate.ToPem(), "pem") + Must(ica->ToPem(), "pem"));
     WriteText(dir / "hub.key", Must(hub_key.ToPkcs8Pem(nullptr), "key pem"));
     StartBroker();
   }
@@ -188,9 +191,13 @@ struct Fixture {
                   "/hub.key\nrequire_certificate true\nuse_identity_as_username "
                   "true\nallow_anonymous true\n");
     std::string conf = (dir / "mosquitto.conf").string();
+    // The OpenSSL settings `devid hub` gives its broker (no session tickets).
+    WriteText(dir / "openssl.cnf", std::string(cloud::hub::BrokerOpenSslConf()));
+    std::string openssl_conf = "OPENSSL_CONF=" + (dir / "openssl.cnf").string();
+    char* envp[] = {openssl_conf.data(), nullptr};
     broker = ::fork();
     if (broker == 0) {
-      ::execl(kMosquitto, kMosquitto, "-c", conf.c_str(), static_cast<char*>(nullptr));
+      ::execle(kMosquitto, kMosquitto, "-c", conf.c_str(), static_cast<char*>(nullptr), envp);
       ::_exit(127);
     }
     for (int i = 0; i < 100 && !Listening(mqtt_port); ++i) {

@@ -35,6 +35,14 @@ Result<http::Response> CertsOnly(const std::vector<crypto::Certificate>& certs) 
   return Base64Part(kPkcs7CertsOnly, p7);
 }
 
+// The certificate just issued, moved rather than copied: a copy of a certificate
+// fresh from the builder is a re-encode and an OpenSSL 3 re-parse.
+std::vector<crypto::Certificate> Only(crypto::Certificate&& issued) {
+  std::vector<crypto::Certificate> one;
+  one.push_back(std::move(issued));
+  return one;
+}
+
 }  // namespace
 
 void EstService::Register(http::Router& router) {
@@ -78,7 +86,7 @@ void EstService::Register(http::Router& router) {
             if (backend_.metrics() != nullptr) {
               backend_.metrics()->Increment("devid_certificates_issued_total");
             }
-            return CertsOnly({issued.certificate});
+            return CertsOnly(Only(std::move(issued.certificate)));
           }));
 
   router.Add(
@@ -104,7 +112,8 @@ void EstService::Register(http::Router& router) {
                                    ca->IssueForKey(profile, key, subject, sans));
             target = "certificate:" + issued.record.serial_hex;
             DEVID_ASSIGN_OR_RETURN(Bytes pkcs8, key.ToPkcs8Der());
-            DEVID_ASSIGN_OR_RETURN(Bytes p7, crypto::MakeCertsOnlyPkcs7({issued.certificate}));
+            DEVID_ASSIGN_OR_RETURN(Bytes p7,
+                                   crypto::MakeCertsOnlyPkcs7(Only(std::move(issued.certificate))));
             DEVID_ASSIGN_OR_RETURN(Bytes boundary_bytes, crypto::RandomBytes(12));
             std::string boundary = "devid-est-" + HexEncode(boundary_bytes);
             // RFC 7030 §4.4.2: multipart/mixed, the key (PKCS#8) then the certificate.
@@ -183,7 +192,7 @@ void EstService::Register(http::Router& router) {
       if (backend_.metrics() != nullptr) {
         backend_.metrics()->Increment("devid_certificates_issued_total");
       }
-      return CertsOnly({issued.certificate});
+      return CertsOnly(Only(std::move(issued.certificate)));
     };
     auto out = run();
     bool denied = !out.ok() && out.error().code == ErrorCode::kAuth && !ca_unavailable;

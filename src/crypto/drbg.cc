@@ -1,5 +1,6 @@
 #include "crypto/drbg.h"
 
+#include <algorithm>
 #include <mutex>
 #include <vector>
 
@@ -20,10 +21,11 @@ constexpr size_t kMaxRequest = 1 << 16;
 namespace {
 
 constexpr size_t kPoolLimit = 64;
+constexpr size_t kCachedKeys = 8;
 
 struct ContextPool {
   std::mutex mu;
-  std::vector<OSSL_LIB_CTX*> free;
+  std::vector<std::pair<OSSL_LIB_CTX*, std::unique_ptr<DrbgContext::KeyCache>>> free;
 };
 ContextPool& Pool() {
   static ContextPool* pool = new ContextPool;  // never destroyed: contexts outlive main
@@ -39,7 +41,7 @@ Result<DrbgContext> DrbgContext::CreateFresh(ByteView entropy, ByteView personal
   if (RAND_set_DRBG_type(ctx.get(), "CTR-DRBG", nullptr, "AES-256-CTR", nullptr) != 1) {
     return OpenSslError("selecting CTR-DRBG (AES-256) for the chip");
   }
-  DrbgContext drbg(std::move(ctx));
+  DrbgContext drbg(std::move(ctx), std::make_unique<KeyCache>());
   if (Status reseeded = drbg.Reseed(entropy, personalization); !reseeded.ok()) {
     drbg.ctx_.reset();
     return reseeded.error();
@@ -49,16 +51,18 @@ Result<DrbgContext> DrbgContext::CreateFresh(ByteView entropy, ByteView personal
 
 Result<DrbgContext> DrbgContext::Create(ByteView entropy, ByteView personalization) {
   UniquePtr<OSSL_LIB_CTX> ctx;
+  std::unique_ptr<KeyCache> keys;
   {
     ContextPool& pool = Pool();
     std::lock_guard<std::mutex> lock(pool.mu);
     if (!pool.free.empty()) {
-      ctx.reset(pool.free.back());
+      ctx.reset(pool.free.back().first);
+      keys = std::move(pool.free.back().second);
       pool.free.pop_back();
     }
   }
   if (!ctx) return CreateFresh(entropy, personalization);
-  DrbgContext drbg(std::move(ctx));
+  DrbgContext drbg(std::move(ctx), std::move(keys));
   if (Status reseeded = drbg.Reseed(entropy, personalization); !reseeded.ok()) {
     // A used context whose DRBG refuses a seed is dropped, never pooled again.
     drbg.ctx_.reset();
@@ -71,8 +75,28 @@ Result<DrbgContext> DrbgContext::Create(ByteView entropy, ByteView personalizati
 DrbgContext::~DrbgContext() {
   if (!ctx_) return;
   ContextPool& pool = Pool();
-  std::lock_guard<std::mutex> lock(pool.mu);
-  if (pool.free.size() < kPoolLimit) pool.free.push_back(ctx_.release());
+  std::unique_lock<std::mutex> lock(pool.mu);
+  if (pool.free.size() < kPoolLimit) {
+    pool.free.emplace_back(ctx_.release(), std::move(keys_));
+    return;
+  }
+  lock.unlock();
+  keys_.reset();  // its keys live in the context: gone before it
+  ctx_.reset();
+}
+
+Result<std::shared_ptr<const PublicKey>> DrbgContext::EcPublicKey(KeyType curve, ByteView point) {
+  for (const CachedKey& k : *keys_) {
+    if (k.curve == curve &&
+        std::equal(k.point.begin(), k.point.end(), point.begin(), point.end())) {
+      return k.key;
+    }
+  }
+  DEVID_ASSIGN_OR_RETURN(PublicKey made, EcPublicKeyFromPoint(curve, point, ctx_.get()));
+  auto key = std::make_shared<const PublicKey>(std::move(made));
+  if (keys_->size() >= kCachedKeys) keys_->erase(keys_->begin());
+  keys_->push_back({curve, Bytes(point.begin(), point.end()), key});
+  return key;
 }
 
 Status DrbgContext::Reseed(ByteView entropy, ByteView additional_input) {

@@ -5,9 +5,13 @@
 // the chip's randomness never comes from the host's default generator alone.
 #pragma once
 
+#include <memory>
+#include <vector>
+
 #include "core/bytes.h"
 #include "core/result.h"
 #include "crypto/handles.h"
+#include "crypto/key.h"
 
 namespace devid::crypto {
 
@@ -38,10 +42,26 @@ class DrbgContext {
   // For PrivateKey::Generate / FromPkcs8Der: keys that live in this context.
   OSSL_LIB_CTX* get() const { return ctx_.get(); }
 
+  // An EC public key in this context from its curve and point (checked on
+  // the curve, as EcPublicKeyFromPoint). The last few stay with the context,
+  // pooled with it: chips verify with the same issuing-CA and server keys
+  // again and again, and an OpenSSL 3 key costs a curve group to build (about
+  // as much as the verification) each time it is made. Public keys only.
+  Result<std::shared_ptr<const PublicKey>> EcPublicKey(KeyType curve, ByteView point);
+
+  struct CachedKey {
+    KeyType curve;
+    Bytes point;
+    std::shared_ptr<const PublicKey> key;
+  };
+  using KeyCache = std::vector<CachedKey>;
+
  private:
   static Result<DrbgContext> CreateFresh(ByteView entropy, ByteView personalization);
-  explicit DrbgContext(UniquePtr<OSSL_LIB_CTX> ctx) : ctx_(std::move(ctx)) {}
+  DrbgContext(UniquePtr<OSSL_LIB_CTX> ctx, std::unique_ptr<KeyCache> keys)
+      : ctx_(std::move(ctx)), keys_(std::move(keys)) {}
   UniquePtr<OSSL_LIB_CTX> ctx_;
+  std::unique_ptr<KeyCache> keys_;
 };
 
 }  // namespace devid::crypto

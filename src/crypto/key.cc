@@ -1,6 +1,7 @@
 #include "crypto/key.h"
 
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
@@ -219,13 +220,39 @@ Result<Bytes> PrivateKey::PublicPoint() const {
   return Bytes(spki.key_bits().begin(), spki.key_bits().end());
 }
 
+namespace {
+// One group per curve for the process: building an OpenSSL 3.0 group costs
+// more than the check it serves, and a group used read-only is shared safely.
+const EC_GROUP* CurveGroup(KeyType curve) {
+  static const EC_GROUP* const p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+  static const EC_GROUP* const p384 = EC_GROUP_new_by_curve_name(NID_secp384r1);
+  return curve == KeyType::kEcP384 ? p384 : p256;
+}
+}  // namespace
+
+Status CheckEcPoint(KeyType curve, ByteView point) {
+  if (curve == KeyType::kRsa3072) return MakeError(ErrorCode::kInvalidInput, "not an EC curve");
+  size_t coordinate = curve == KeyType::kEcP384 ? 48 : 32;
+  if (point.size() != 1 + 2 * coordinate || point[0] != 0x04) {
+    return MakeError(ErrorCode::kInvalidInput, "not an uncompressed point");
+  }
+  const EC_GROUP* group = CurveGroup(curve);
+  if (group == nullptr) return OpenSslError("building the curve's group");
+  UniquePtr<EC_POINT> p(EC_POINT_new(group));
+  if (!p) return OpenSslError("allocating a point");
+  // oct2point refuses a point off the curve; infinity has no uncompressed form.
+  if (EC_POINT_oct2point(group, p.get(), point.data(), point.size(), nullptr) != 1 ||
+      EC_POINT_is_on_curve(group, p.get(), nullptr) != 1) {
+    ClearOpenSslErrors();
+    return MakeError(ErrorCode::kInvalidInput, "not a valid point on the curve");
+  }
+  return {};
+}
+
 Result<PublicKey> EcPublicKeyFromPoint(KeyType curve, ByteView point, OSSL_LIB_CTX* context) {
   if (curve == KeyType::kRsa3072) return MakeError(ErrorCode::kInvalidInput, "not an EC curve");
   if (context != nullptr) {
-    size_t coordinate = curve == KeyType::kEcP384 ? 48 : 32;
-    if (point.size() != 1 + 2 * coordinate || point[0] != 0x04) {
-      return MakeError(ErrorCode::kInvalidInput, "not an uncompressed point");
-    }
+    DEVID_TRY(CheckEcPoint(curve, point));
     std::string group(KeyTypeName(curve));
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group.data(), 0),
@@ -237,10 +264,6 @@ Result<PublicKey> EcPublicKeyFromPoint(KeyType curve, ByteView point, OSSL_LIB_C
     bool valid = ctx && EVP_PKEY_fromdata_init(ctx.get()) == 1 &&
                  EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params) == 1;
     UniquePtr<EVP_PKEY> key(raw);
-    if (valid) {
-      UniquePtr<EVP_PKEY_CTX> check(EVP_PKEY_CTX_new_from_pkey(context, key.get(), nullptr));
-      valid = check && EVP_PKEY_public_check_quick(check.get()) == 1;
-    }
     if (!valid) {
       ClearOpenSslErrors();
       return MakeError(ErrorCode::kInvalidInput, "not a valid point on the curve");
@@ -324,9 +347,10 @@ Result<Bytes> EcdsaRawToDer(ByteView raw) {
                              [&](unsigned char** out) { return i2d_ECDSA_SIG(sig.get(), out); });
 }
 
-Status VerifyDigest(const EVP_PKEY* key, ByteView digest, ByteView der_signature) {
+Status VerifyDigest(const EVP_PKEY* key, ByteView digest, ByteView der_signature,
+                    OSSL_LIB_CTX* context) {
   UniquePtr<EVP_PKEY_CTX> ctx(
-      EVP_PKEY_CTX_new_from_pkey(nullptr, const_cast<EVP_PKEY*>(key), nullptr));
+      EVP_PKEY_CTX_new_from_pkey(context, const_cast<EVP_PKEY*>(key), nullptr));
   if (!ctx || EVP_PKEY_verify_init(ctx.get()) != 1)
     return OpenSslError("preparing signature verification");
   int r = EVP_PKEY_verify(ctx.get(), der_signature.data(), der_signature.size(), digest.data(),

@@ -84,6 +84,10 @@ class PrivateKey {
 // then needs no conversion between contexts.
 Result<PublicKey> EcPublicKeyFromPoint(KeyType curve, ByteView point,
                                        OSSL_LIB_CTX* context = nullptr);
+// Whether `point` is an uncompressed point on `curve` (SP 800-56A §5.6.2.3.4,
+// the partial public-key validation): kInvalidInput when not. Checked with a
+// group built once per process, so it costs no key object.
+Status CheckEcPoint(KeyType curve, ByteView point);
 
 // ECDSA over a digest the caller computed (the chip's SIGN): DER signature.
 Result<Bytes> SignDigest(const PrivateKey& key, ByteView digest);
@@ -98,7 +102,10 @@ Bytes FitEcdsaDigest(KeyType curve, ByteView digest);
 Result<Bytes> EcdsaDerToRaw(ByteView der, size_t coordinate);
 Result<Bytes> EcdsaRawToDer(ByteView raw);
 // kVerification when the signature does not match the digest.
-Status VerifyDigest(const EVP_PKEY* key, ByteView digest, ByteView der_signature);
+// With the context the key lives in, the key is used where it is (from another
+// context OpenSSL first copies it there, group and all).
+Status VerifyDigest(const EVP_PKEY* key, ByteView digest, ByteView der_signature,
+                    OSSL_LIB_CTX* context = nullptr);
 // ECDH (SP 800-56A): the shared secret, the x coordinate of the shared point.
 Result<Bytes> DeriveSharedSecret(const PrivateKey& key, const EVP_PKEY* peer);
 

@@ -62,9 +62,9 @@ int ReadGroup(ProviderContext* prov, const OSSL_PARAM params[], bool* has_curve,
 }
 
 // Sets the point after checking it lies on the curve (OpenSSL does the check).
+// Only the point is kept: the chip takes it as bytes, so no key object is built.
 Status SetPoint(Key* key, ByteView point) {
-  auto checked = crypto::EcPublicKeyFromPoint(key->curve, point, key->prov->own.get());
-  if (!checked.ok()) return checked.error();
+  DEVID_TRY(crypto::CheckEcPoint(key->curve, point));
   key->point.assign(point.begin(), point.end());
   return {};
 }

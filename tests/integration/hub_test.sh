@@ -104,6 +104,14 @@ pub() {  # pub NAME [mosquitto_pub options...]: as device NAME (NAME.pem, NAME.k
   timeout 10 mosquitto_pub "${M[@]}" --cert "$who.pem" --key "$who.key" -i "$who" "$@"
 }
 connects() { pub "$1" -t "devices/$1/telemetry" -m probe >/dev/null 2>&1; }
+
+# No TLS 1.3 session tickets (the broker's openssl.cnf): every connection proves the device key.
+out=$( (sleep 1) | timeout 10 openssl s_client -connect "127.0.0.1:$MQTT" -CAfile chain.pem \
+  -cert dev-1.pem -key dev-1.key -tls1_3 2>&1) || true
+grep -q 'Verify return code: 0' <<<"$out" && ! grep -q 'New Session Ticket' <<<"$out" \
+  && grep -qx 'NumTickets = 0' $STATE/openssl.cnf \
+  && pass "the hub issues no session tickets (openssl s_client, TLS 1.3)" \
+  || fail "the hub issues no session tickets (openssl s_client, TLS 1.3)" "$out"
 wait_log() {  # wait_log PATTERN [SECONDS]: until the broker's log holds PATTERN
   for _ in $(seq $((${2:-10} * 10))); do
     grep -q -- "$1" $STATE/mosquitto.log 2>/dev/null && return 0

@@ -458,7 +458,8 @@ class Broker {
       : program_(std::move(program)),
         conf_(paths.Of("mosquitto.conf")),
         out_(paths.Of("mosquitto.out")),
-        log_(paths.Of("mosquitto.log")) {}
+        log_(paths.Of("mosquitto.log")),
+        openssl_conf_(paths.Of("openssl.cnf")) {}
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
   ~Broker() { Stop(); }
@@ -479,6 +480,14 @@ class Broker {
     }
     std::string arg_c = "-c";
     std::vector<char*> argv = {program_.data(), arg_c.data(), conf_.data(), nullptr};
+    // The hub's OpenSSL settings (BrokerOpenSslConf) in place of the system's.
+    std::vector<std::string> env_text = {"OPENSSL_CONF=" + openssl_conf_};
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (std::string_view(*e).substr(0, 13) != "OPENSSL_CONF=") env_text.emplace_back(*e);
+    }
+    std::vector<char*> envp;
+    for (std::string& e : env_text) envp.push_back(e.data());
+    envp.push_back(nullptr);
     pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid == 0) {
@@ -495,7 +504,7 @@ class Broker {
       struct sigaction dfl {};
       dfl.sa_handler = SIG_DFL;
       for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE}) ::sigaction(sig, &dfl, nullptr);
-      ::execv(program_.c_str(), argv.data());
+      ::execve(program_.c_str(), argv.data(), envp.data());
       ::_exit(127);
     }
     Error fork_error = Errno("starting " + program_);
@@ -566,6 +575,7 @@ class Broker {
   std::string conf_;
   std::string out_;
   std::string log_;
+  std::string openssl_conf_;
   pid_t pid_ = -1;
 };
 
@@ -853,6 +863,7 @@ class Hub {
     DEVID_TRY(WriteOwned("crl.pem", c.crls.pem));
     DEVID_TRY(WriteOwned("devices.disabled", Lines(c.disabled)));
     DEVID_TRY(WriteOwned("mosquitto.conf", MosquittoConf()));
+    DEVID_TRY(WriteOwned("openssl.cnf", std::string(BrokerOpenSslConf())));
     crl_refresh_at_ = CrlRefreshTime(c.crls);
     config_ = std::move(c);
     return {};
@@ -1008,6 +1019,17 @@ class Hub {
 };
 
 }  // namespace
+
+std::string_view BrokerOpenSslConf() {
+  return "# Written by devid hub at every start: changes here are lost.\n"
+         "openssl_conf = devid_hub\n"
+         "[devid_hub]\n"
+         "ssl_conf = devid_hub_ssl\n"
+         "[devid_hub_ssl]\n"
+         "system_default = devid_hub_tls\n"
+         "[devid_hub_tls]\n"
+         "NumTickets = 0\n";
+}
 
 bool ValidIdentity(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;

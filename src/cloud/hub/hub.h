@@ -81,6 +81,13 @@ Result<std::string> FindPlugin(const std::string& explicit_path);
 // <home>/hub/<org>
 std::string DefaultStateDir(const std::string& home, const std::string& org);
 
+// OpenSSL's configuration for the broker (its OPENSSL_CONF: Mosquitto has no
+// option for it). No TLS 1.3 session tickets: every connection is then
+// authenticated by the device's key in its chip, never by a resumption secret
+// kept in the device's memory, and the broker saves the two session copies it
+// would make per connection to send them (devid's agent never resumes).
+std::string_view BrokerOpenSslConf();
+
 // What the hub accepts as a device or operator name: the CMS registry's rule
 // (letters, digits, '-', '_', '.', '@'; not only dots; at most 64), which
 // keeps MQTT's '/', '+' and '#' out of every identity.

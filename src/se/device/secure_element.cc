@@ -448,16 +448,19 @@ ApduResponse SecureElement::GenerateKeyPair(const ApduCommand& c) {
   }
   auto key = crypto::PrivateKey::Generate(*curve, rng_->context());
   if (!key.ok()) return Sw(StatusWord::kInternal);
-  auto der = key->ToPkcs8Der();
   auto point = key->PublicPoint();
-  if (!der.ok() || !point.ok()) return Sw(StatusWord::kInternal);
-  KeySlot slot{*curve, needs_pin, SecretBytes(*der),
-               std::make_shared<const crypto::PrivateKey>(std::move(key).value()), false};
-  SecureZero(der->data(), der->size());
+  if (!point.ok()) return Sw(StatusWord::kInternal);
+  auto decoded = std::make_shared<const crypto::PrivateKey>(std::move(key).value());
   if (!persistent) {
-    session_->volatile_slot = std::move(slot);
+    // An ephemeral key never reaches NVM: no PKCS#8 form (an OpenSSL 3 encode
+    // costs more than the ECDH the key is made for).
+    session_->volatile_slot = KeySlot{*curve, needs_pin, SecretBytes(), std::move(decoded), false};
     return Reply(StatusWord::kOk, std::move(point).value());
   }
+  auto der = decoded->ToPkcs8Der();
+  if (!der.ok()) return Sw(StatusWord::kInternal);
+  KeySlot slot{*curve, needs_pin, SecretBytes(*der), std::move(decoded), false};
+  SecureZero(der->data(), der->size());
   State next = Copy(state_);
   next.slots[c.p1] = std::move(slot);
   StatusWord sw = Commit(std::move(next));
@@ -505,13 +508,19 @@ ApduResponse SecureElement::Sign(const ApduCommand& c) {
 
 ApduResponse SecureElement::VerifySignature(const ApduCommand& c) {
   ByteView d(c.data);
-  std::optional<crypto::PublicKey> key;
+  std::shared_ptr<const crypto::PublicKey> key;
   auto take_key = [&](uint8_t curve_byte, ByteView point) -> StatusWord {
     auto curve = CurveFromByte(curve_byte);
     if (!curve) return StatusWord::kWrongData;
+    if (rng_) {
+      auto pub = rng_->drbg().EcPublicKey(*curve, point);
+      if (!pub.ok()) return StatusWord::kWrongData;
+      key = std::move(pub).value();
+      return StatusWord::kOk;
+    }
     auto pub = crypto::EcPublicKeyFromPoint(*curve, point, Context());
     if (!pub.ok()) return StatusWord::kWrongData;
-    key.emplace(std::move(pub).value());
+    key = std::make_shared<const crypto::PublicKey>(std::move(pub).value());
     return StatusWord::kOk;
   };
   if (c.p1 == 0x00) {
@@ -536,7 +545,7 @@ ApduResponse SecureElement::VerifySignature(const ApduCommand& c) {
   ByteView digest = d.subspan(1, d[0]);
   ByteView signature = d.subspan(1u + d[0]);
   if (signature.empty()) return Sw(StatusWord::kWrongLength);
-  if (!crypto::VerifyDigest(key->get(), digest, signature).ok()) {
+  if (!crypto::VerifyDigest(key->get(), digest, signature, Context()).ok()) {
     return ApduResponse{{}, kStatusVerifyFailed};
   }
   return Sw(StatusWord::kOk);

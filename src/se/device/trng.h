@@ -73,6 +73,7 @@ class ChipRng {
   // context(), whose keys draw their secrets and nonces from this DRBG.
   Status Refresh();
   OSSL_LIB_CTX* context() const { return drbg_->get(); }
+  crypto::DrbgContext& drbg() { return *drbg_; }
   bool failed() const { return health_.failed(); }
 
  private:
