@@ -41,24 +41,6 @@ Result<std::unique_ptr<agent::Device>> OpenDevice(const AgentChipOpts& o) {
   return agent::Device::Open(chip);
 }
 
-struct AgentCmsOpts {
-  std::string url, ca_file, org, ca;
-};
-
-void AddAgentCmsOptions(CLI::App* c, AgentCmsOpts& o, bool required) {
-  auto* url =
-      c->add_option("--cms", o.url, "CMS base URL, https://HOST:PORT")->envname("DEVID_CMS_URL");
-  c->add_option("--cms-ca", o.ca_file, "CA certificate(s) the CMS server is trusted by")
-      ->envname("DEVID_CMS_CACERT");
-  auto* org = c->add_option("--org", o.org, "Organization");
-  auto* ca = c->add_option("--ca", o.ca, "Issuing CA");
-  if (required) {
-    url->required();
-    org->required();
-    ca->required();
-  }
-}
-
 }  // namespace
 
 void AddEnrollAndRun(CLI::App* agent, GlobalOptions& g) {

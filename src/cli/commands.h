@@ -58,6 +58,13 @@ void AddCmsConnectionOptions(CLI::App* c, CmsOpts& o);
 Result<cms::client::CmsClient> ConnectCms(const GlobalOptions& g, const CmsOpts& o,
                                           bool need_token);
 
+// Where a device gets its certificates: --cms (DEVID_CMS_URL), --cms-ca
+// (DEVID_CMS_CACERT), --org, --ca; `required` makes all but --cms-ca mandatory.
+struct AgentCmsOpts {
+  std::string url, ca_file, org, ca;
+};
+void AddAgentCmsOptions(CLI::App* c, AgentCmsOpts& o, bool required);
+
 // `devid ca …`
 void AddCaCommands(CLI::App& app, GlobalOptions& global);
 // `devid se …`

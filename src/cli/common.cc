@@ -53,6 +53,20 @@ void AddPinOptions(CLI::App* c, std::string& pin, std::string& pin_file, const s
                 "--pin-file or DEVID_PIN)");
 }
 
+void AddAgentCmsOptions(CLI::App* c, AgentCmsOpts& o, bool required) {
+  auto* url =
+      c->add_option("--cms", o.url, "CMS base URL, https://HOST:PORT")->envname("DEVID_CMS_URL");
+  c->add_option("--cms-ca", o.ca_file, "CA certificate(s) the CMS server is trusted by")
+      ->envname("DEVID_CMS_CACERT");
+  auto* org = c->add_option("--org", o.org, "Organization");
+  auto* ca = c->add_option("--ca", o.ca, "Issuing CA");
+  if (required) {
+    url->required();
+    org->required();
+    ca->required();
+  }
+}
+
 // --pin-file, then --pin, then DEVID_PIN; none: no PIN.
 Result<std::optional<SecretString>> ResolvePin(const std::string& pin,
                                                const std::string& pin_file) {

@@ -11,7 +11,8 @@ void AddFleetCommands(CLI::App& app, GlobalOptions& g) {
   fleet->require_subcommand(1);
   struct Opts {
     int devices = 0;
-    std::string cms, cms_ca, org, ca, token, hub, server_name, dir;
+    AgentCmsOpts cms;
+    std::string token, hub, server_name, dir;
     int concurrency = 0;
     bool latency_model = false;
   };
@@ -25,13 +26,7 @@ void AddFleetCommands(CLI::App& app, GlobalOptions& g) {
   c->add_option("--devices", o->devices, "How many devices")
       ->required()
       ->check(CLI::Range(1, 1000000));
-  c->add_option("--cms", o->cms, "CMS base URL, https://HOST:PORT")
-      ->envname("DEVID_CMS_URL")
-      ->required();
-  c->add_option("--cms-ca", o->cms_ca, "CA certificate(s) the CMS server is trusted by")
-      ->envname("DEVID_CMS_CACERT");
-  c->add_option("--org", o->org, "Organization")->required();
-  c->add_option("--ca", o->ca, "Issuing CA")->required();
+  AddAgentCmsOptions(c, o->cms, true);
   c->add_option("--token", o->token, "Enrolment token (an API token of the enrollment role)")
       ->envname("DEVID_ENROLL_TOKEN")
       ->required();
@@ -49,7 +44,7 @@ void AddFleetCommands(CLI::App& app, GlobalOptions& g) {
       DEVID_ASSIGN_OR_RETURN(auto hub, ParseHostPort(o->hub, "--hub", "HOST", false));
       agent::FleetOptions f;
       f.devices = o->devices;
-      f.cms = {o->cms, o->cms_ca, o->org, o->ca};
+      f.cms = {o->cms.url, o->cms.ca_file, o->cms.org, o->cms.ca};
       f.token = o->token;
       f.hub_host = hub.first;
       f.hub_port = hub.second;

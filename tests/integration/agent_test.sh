@@ -57,19 +57,8 @@ pin() { jq -r --arg id "$2" '.[$id]' "$1/pins.json"; }
 
 # --- the hub and an operator --------------------------------------------------------
 H=("$DEVID" --home client hub)
-"${H[@]}" start --org acme --listen 127.0.0.1:0 --plugin "$PLUGIN" "${CMS[@]}" \
-  --token "$HUB_TOKEN" >hub.out 2>hub.err &
-HUB=$!
-PIDS+=("$HUB")
-MQTT="" MOSQ=""
-for _ in $(seq 200); do
-  read -r MQTT MOSQ < <(sed -n 's/^hub ready on 127\.0\.0\.1:\([0-9]*\) (mosquitto pid \([0-9]*\))$/\1 \2/p' \
-    hub.out 2>/dev/null) || true
-  [ -n "$MQTT" ] && break
-  kill -0 "$HUB" 2>/dev/null || break
-  sleep 0.1
-done
-[ -n "$MOSQ" ] && PIDS+=("$MOSQ")
+start_hub "${H[@]}" start --org acme --listen 127.0.0.1:0 --plugin "$PLUGIN" "${CMS[@]}" \
+  --token "$HUB_TOKEN"
 [ -n "$MQTT" ] && pass "devid hub starts" || { fail "devid hub starts" "$(cat hub.out hub.err)"; finish; }
 STATE=client/hub/acme
 "${H[@]}" issue-operator --org acme --name ops-1 --out-dir ops "${CMS[@]}" --token "$HUB_TOKEN" \

@@ -62,24 +62,9 @@ newkey slash 'dev\/1'
 
 H=("$DEVID" --home client hub)
 STATE=client/hub/acme
-# start_hub: `devid hub start` in the background; HUB (pid), MQTT (port), MOSQ (broker pid).
-start_hub() {
-  "${H[@]}" start --org acme --listen 127.0.0.1:0 --plugin "$PLUGIN" "${CMS[@]}" \
-    --token "$HUB_TOKEN" >hub.out 2>>hub.err &
-  HUB=$!
-  PIDS+=("$HUB")
-  MQTT="" MOSQ=""
-  for _ in $(seq 200); do
-    read -r MQTT MOSQ < <(sed -n 's/^hub ready on 127\.0\.0\.1:\([0-9]*\) (mosquitto pid \([0-9]*\))$/\1 \2/p' \
-      hub.out 2>/dev/null) || true
-    [ -n "$MQTT" ] && break
-    kill -0 "$HUB" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$MOSQ" ] && PIDS+=("$MOSQ")
-  return 0
-}
-start_hub
+HUB_START=("${H[@]}" start --org acme --listen 127.0.0.1:0 --plugin "$PLUGIN" "${CMS[@]}"
+  --token "$HUB_TOKEN")
+start_hub "${HUB_START[@]}"
 [ -n "$MQTT" ] && pass "devid hub start prints its port and mosquitto's pid" \
   || { fail "devid hub start prints its port and mosquitto's pid" "$(cat hub.out hub.err)"; finish; }
 [ "$(stat -c %a $STATE)" = 700 ] && [ "$(stat -c %a $STATE/server-key.pem)" = 600 ] \
@@ -346,7 +331,7 @@ kill -TERM "$HUB"
 rc=0; wait "$HUB" || rc=$?
 ((rc == 0)) && ! kill -0 "$MOSQ" 2>/dev/null && pass "SIGTERM: the hub exits 0, mosquitto is stopped" \
   || fail "SIGTERM: the hub exits 0, mosquitto is stopped" "rc=$rc" "$(tail -5 hub.err)"
-start_hub
+start_hub "${HUB_START[@]}"
 [ -n "$MQTT" ] && [ "$(openssl x509 -in $STATE/server-cert.pem -noout -serial)" = "$SERVER_SERIAL" ] \
   && pass "restarted, the hub keeps its server certificate" || fail "restarted, the hub keeps its server certificate" "$(tail -5 hub.err)"
 M=(-h 127.0.0.1 -p "$MQTT" --cafile chain.pem)

@@ -57,3 +57,23 @@ start_serve() {
   done
   URL="https://127.0.0.1:$PORT"
 }
+
+# start_hub CMD...: CMD (a `devid hub start`) in the background until it prints
+# "hub ready on 127.0.0.1:PORT (mosquitto pid N)"; sets HUB (pid), MQTT (PORT,
+# empty if it never got ready) and MOSQ (N). Output in hub.out; errors appended
+# to hub.err, so a restarted hub's log follows the first one's.
+start_hub() {
+  "$@" >hub.out 2>>hub.err &
+  HUB=$!
+  PIDS+=("$HUB")
+  MQTT="" MOSQ=""
+  for _ in $(seq 200); do
+    read -r MQTT MOSQ < <(sed -n 's/^hub ready on 127\.0\.0\.1:\([0-9]*\) (mosquitto pid \([0-9]*\))$/\1 \2/p' \
+      hub.out 2>/dev/null) || true
+    [ -n "$MQTT" ] && break
+    kill -0 "$HUB" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$MOSQ" ] && PIDS+=("$MOSQ")
+  return 0
+}

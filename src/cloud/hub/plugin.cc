@@ -158,6 +158,17 @@ std::vector<std::string_view> ContentLines(std::string_view text) {
   return lines;
 }
 
+// A memory BIO over the PEM file at `path`, read into `out_text`, which must
+// outlive the BIO; null, with `why` set, when the file cannot be read.
+UniquePtr<BIO> OpenPemFile(const std::string& path, std::string* out_text, std::string* why) {
+  std::optional<std::string> text = ReadSmallFile(path, kMaxPemFile, why);
+  if (!text) return nullptr;
+  *out_text = std::move(*text);
+  UniquePtr<BIO> bio(BIO_new_mem_buf(out_text->data(), static_cast<int>(out_text->size())));
+  if (bio == nullptr) *why = "out of memory";
+  return bio;
+}
+
 // What the state folder said at the last (re)load.
 struct Policy {
   bool usable = false;
@@ -171,13 +182,9 @@ struct Policy {
 
 bool LoadIssuers(const std::string& dir, Policy& p) {
   std::string path = dir + "/issuers.pem";
-  auto text = ReadSmallFile(path, kMaxPemFile, &p.why);
-  if (!text) return false;
-  UniquePtr<BIO> bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
-  if (bio == nullptr) {
-    p.why = "out of memory";
-    return false;
-  }
+  std::string text;
+  UniquePtr<BIO> bio = OpenPemFile(path, &text, &p.why);
+  if (bio == nullptr) return false;
   for (;;) {
     UniquePtr<X509> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
     if (cert == nullptr) break;
@@ -185,7 +192,7 @@ bool LoadIssuers(const std::string& dir, Policy& p) {
   }
   ERR_clear_error();
   // Every PEM block must have parsed: a damaged one is not skipped silently.
-  if (p.issuers.empty() || p.issuers.size() != CountOccurrences(*text, "-----BEGIN ")) {
+  if (p.issuers.empty() || p.issuers.size() != CountOccurrences(text, "-----BEGIN ")) {
     p.why = path + ": not a list of PEM certificates";
     return false;
   }
@@ -195,13 +202,9 @@ bool LoadIssuers(const std::string& dir, Policy& p) {
 
 bool LoadCrls(const std::string& dir, Policy& p) {
   std::string path = dir + "/crl.pem";
-  auto text = ReadSmallFile(path, kMaxPemFile, &p.why);
-  if (!text) return false;
-  UniquePtr<BIO> bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
-  if (bio == nullptr) {
-    p.why = "out of memory";
-    return false;
-  }
+  std::string text;
+  UniquePtr<BIO> bio = OpenPemFile(path, &text, &p.why);
+  if (bio == nullptr) return false;
   size_t count = 0;
   for (;;) {
     UniquePtr<X509_CRL> crl(PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr));
@@ -231,7 +234,7 @@ bool LoadCrls(const std::string& dir, Policy& p) {
     }
   }
   ERR_clear_error();
-  if (count != CountOccurrences(*text, "-----BEGIN ")) {
+  if (count != CountOccurrences(text, "-----BEGIN ")) {
     p.why = path + ": not a list of PEM CRLs";
     return false;
   }
