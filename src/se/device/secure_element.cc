@@ -86,13 +86,8 @@ Result<std::unique_ptr<SecureElement>> SecureElement::Create(const std::string& 
   } else {
     state.manufacturer_key = SecretBytes(manufacturer_key);
   }
-  // The transport key: whoever personalises the chip wraps imported keys to it.
-  DEVID_TRY(rng.Refresh());
-  DEVID_ASSIGN_OR_RETURN(crypto::PrivateKey transport,
-                         crypto::PrivateKey::Generate(crypto::KeyType::kEcP256, rng.context()));
-  DEVID_ASSIGN_OR_RETURN(Bytes transport_der, transport.ToPkcs8Der());
-  state.transport = SecretBytes(transport_der);
-  SecureZero(transport_der.data(), transport_der.size());
+  // The transport key, which a personaliser wraps imported keys to, is made
+  // when first asked for (TransportKey): a chip that makes its own key never is.
   DEVID_ASSIGN_OR_RETURN(Bytes sealed, Serialize(state));
   auto nvm = NvmImage::Create(image, sealed);
   SecureZero(sealed.data(), sealed.size());
@@ -468,10 +463,43 @@ ApduResponse SecureElement::GenerateKeyPair(const ApduCommand& c) {
   return Reply(StatusWord::kOk, std::move(point).value());
 }
 
+Result<crypto::PrivateKey> SecureElement::TransportKey(StatusWord* sw) {
+  if (state_.transport.view().empty()) {
+    // Made on first use, and only while the chip is being personalised: it
+    // serves IMPORT_KEY alone. A terminated chip's was erased with the rest.
+    if (state_.lifecycle != Lifecycle::kManufacturing &&
+        state_.lifecycle != Lifecycle::kPersonalised) {
+      *sw = StatusWord::kConditionsNotSatisfied;
+      return MakeError(ErrorCode::kPolicy, "no transport key outside personalisation");
+    }
+    if (!rng_ || !rng_->Refresh().ok()) {
+      *sw = StatusWord::kRandomFailure;
+      return MakeError(ErrorCode::kCrypto, "no random source for the transport key");
+    }
+    auto key = crypto::PrivateKey::Generate(crypto::KeyType::kEcP256, Context());
+    auto der = key.ok() ? key->ToPkcs8Der() : Result<Bytes>(key.error());
+    if (!der.ok()) {
+      *sw = StatusWord::kInternal;
+      return der.error();
+    }
+    State next = Copy(state_);
+    next.transport = SecretBytes(*der);
+    SecureZero(der->data(), der->size());
+    *sw = Commit(std::move(next));
+    if (*sw != StatusWord::kOk) return MakeError(ErrorCode::kIo, "storing the transport key");
+    return std::move(key).value();
+  }
+  auto key = crypto::PrivateKey::FromPkcs8Der(state_.transport.view(), Context());
+  if (!key.ok()) *sw = StatusWord::kInternal;
+  return key;
+}
+
 ApduResponse SecureElement::ReadPublicKey(const ApduCommand& c) {
   if (c.p1 == 0xFE) {
-    auto transport = crypto::PrivateKey::FromPkcs8Der(state_.transport.view());
-    auto point = transport.ok() ? transport->PublicPoint() : Result<Bytes>(transport.error());
+    StatusWord sw = StatusWord::kOk;
+    auto transport = TransportKey(&sw);
+    if (!transport.ok()) return Sw(sw);
+    auto point = transport->PublicPoint();
     if (!point.ok()) return Sw(StatusWord::kInternal);
     Bytes out = {0x01};
     out.insert(out.end(), point->begin(), point->end());
@@ -753,8 +781,9 @@ ApduResponse SecureElement::ImportKey(const ApduCommand& c) {
   ByteView ephemeral = d.first(kPoint);
   ByteView nonce = d.subspan(kPoint, crypto::kAesGcmNonceSize);
   ByteView sealed = d.subspan(kPoint + crypto::kAesGcmNonceSize);
-  auto transport = crypto::PrivateKey::FromPkcs8Der(state_.transport.view(), Context());
-  if (!transport.ok()) return Sw(StatusWord::kInternal);
+  StatusWord transport_sw = StatusWord::kOk;
+  auto transport = TransportKey(&transport_sw);
+  if (!transport.ok()) return Sw(transport_sw);
   auto peer = crypto::EcPublicKeyFromPoint(crypto::KeyType::kEcP256, ephemeral, Context());
   if (!peer.ok()) return Sw(StatusWord::kWrongData);
   auto shared = crypto::DeriveSharedSecret(*transport, peer->get());

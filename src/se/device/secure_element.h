@@ -11,6 +11,7 @@
 //                     P2 = 0x01 P-256, 0x02 P-384, 0x10 AES-256, | 0x80 if use needs the PIN
 //                     -> public point (nothing for AES)
 //   READ_PUBLIC_KEY   P1 = slot, or 0xFE for the chip's transport key -> curve point
+//                     (the transport key is made on first use, while personalising)
 //   SIGN              P1 = slot, data = digest (32 or 48 bytes) -> DER ECDSA signature
 //   VERIFY_SIGNATURE  P1 = 0x00: data = curve point_len point digest_len digest signature
 //                     P1 = 0x01: data = file_id(2) digest_len digest signature, the file
@@ -142,7 +143,7 @@ class SecureElement {
     std::map<int, KeySlot> slots;
     std::map<uint16_t, File> files;
     std::map<int, uint64_t> counters;
-    SecretBytes transport;  // PKCS#8 of the P-256 transport key (IMPORT_KEY)
+    SecretBytes transport;  // PKCS#8 of the P-256 transport key (IMPORT_KEY); empty until asked for
     SecretBytes manufacturer_key;
   };
 
@@ -161,6 +162,8 @@ class SecureElement {
   OSSL_LIB_CTX* Context() const { return rng_ ? rng_->context() : nullptr; }
   bool Allowed(uint8_t ac) const { return ac == 0x00 || (ac == 0x01 && session_->pin_verified); }
   Result<std::shared_ptr<const crypto::PrivateKey>> LoadKey(uint8_t slot, StatusWord* sw) const;
+  // The P-256 key IMPORT_KEY unwraps with, made and stored on first use.
+  Result<crypto::PrivateKey> TransportKey(StatusWord* sw);
 
   ApduResponse Dispatch(const ApduCommand& command);
   ApduResponse GetInfo() const;
@@ -190,6 +193,5 @@ class SecureElement {
   CommandLog log_;
   bool latency_ = false;
 };
-
 
 }  // namespace devid::se

@@ -634,3 +634,25 @@ TEST_F(ChipTest, TerminationSealsUnderAFreshChipKey) {
 
 }  // namespace
 }  // namespace devid::se
+
+namespace devid::se {
+namespace {
+
+TEST_F(ChipTest, TransportKeyIsMadeOnFirstUseAndKept) {
+  auto first = Send(Ins::kReadPublicKey, 0xFE);
+  ASSERT_EQ(first.sw, kOk);
+  ASSERT_EQ(first.data.size(), 66u);
+  EXPECT_EQ(first.data[0], 0x01);
+  EXPECT_EQ(Send(Ins::kReadPublicKey, 0xFE).data, first.data);
+  Reboot();  // stored in NVM, not only in memory
+  EXPECT_EQ(Send(Ins::kReadPublicKey, 0xFE).data, first.data);
+}
+
+TEST_F(ChipTest, NoTransportKeyIsMadeOnceThePersonalisationIsOver) {
+  ASSERT_EQ(Send(Ins::kSetLifecycle, 2).sw, kOk);
+  ASSERT_EQ(Send(Ins::kSetLifecycle, 3).sw, kOk);
+  EXPECT_EQ(Send(Ins::kReadPublicKey, 0xFE).sw, 0x6985);
+}
+
+}  // namespace
+}  // namespace devid::se
