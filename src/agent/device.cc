@@ -86,8 +86,9 @@ Result<std::unique_ptr<Device>> Device::Adopt(const ChipOptions& options, se::Ch
   DEVID_ASSIGN_OR_RETURN(d->context_, crypto::NewLibraryContext());
   DEVID_ASSIGN_OR_RETURN(
       d->providers_,
-      provider::LoadInto(d->context_.get(),
-                         provider::LoadOptions{.chip_random = true, .chip = d->locator_}));
+      provider::LoadInto(d->context_.get(), provider::LoadOptions{.chip_random = true,
+                                                                  .chip = d->locator_,
+                                                                  .key_reference_files = false}));
   return d;
 }
 

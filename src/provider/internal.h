@@ -27,12 +27,11 @@ struct ProviderContext {
   OSSL_FUNC_core_new_error_fn* new_error = nullptr;
   OSSL_FUNC_core_set_error_debug_fn* set_error_debug = nullptr;
   OSSL_FUNC_core_vset_error_fn* vset_error = nullptr;
-  // A library context of the provider's own for checking public points:
-  // the caller's context may prefer this very provider ("?provider=devid"),
-  // and a check routed back here would never end.
-  crypto::UniquePtr<OSSL_LIB_CTX> own;
   // A context that knows the core's BIO upcalls (decoders read OSSL_CORE_BIO).
   crypto::UniquePtr<OSSL_LIB_CTX> core;
+
+  // Whether the key reference decoders are offered (LoadOptions).
+  bool key_reference_files = true;
 
   std::mutex mu;
   std::map<std::string, std::shared_ptr<SharedChip>> chips;

@@ -187,7 +187,7 @@ const OSSL_ALGORITHM kStore[] = {
     {nullptr, nullptr, nullptr, nullptr}};
 // clang-format on
 
-const OSSL_ALGORITHM* QueryOperation(void*, int operation_id, int* no_cache) {
+const OSSL_ALGORITHM* QueryOperation(void* provctx, int operation_id, int* no_cache) {
   *no_cache = 0;
   switch (operation_id) {
     case OSSL_OP_KEYMGMT:
@@ -201,7 +201,7 @@ const OSSL_ALGORITHM* QueryOperation(void*, int operation_id, int* no_cache) {
     case OSSL_OP_RAND:
       return kRand;
     case OSSL_OP_DECODER:
-      return kDecoder;
+      return static_cast<ProviderContext*>(provctx)->key_reference_files ? kDecoder : nullptr;
     default:
       return nullptr;
   }
@@ -280,9 +280,8 @@ int Init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DIS
          void** provctx) {
   auto* ctx = new ProviderContext;
   ctx->handle = handle;
-  ctx->own.reset(OSSL_LIB_CTX_new());
   ctx->core.reset(OSSL_LIB_CTX_new_from_dispatch(handle, in));
-  if (!ctx->own || !ctx->core) {
+  if (!ctx->core) {
     delete ctx;
     return 0;
   }
@@ -328,6 +327,9 @@ Result<std::unique_ptr<LoadedProviders>> LoadInto(OSSL_LIB_CTX* ctx, const LoadO
   if (devid == nullptr || fallback == nullptr) {
     return MakeError(ErrorCode::kCrypto, "cannot load the devid provider into a library context");
   }
+  // Before any fetch: libcrypto asks for the decoders once per context.
+  static_cast<ProviderContext*>(OSSL_PROVIDER_get0_provider_ctx(devid))->key_reference_files =
+      options.key_reference_files;
   if (!options.chip.empty()) loaded->UseChip(options.chip);
   if (options.chip_random &&
       RAND_set_DRBG_type(ctx, "DEVID-CHIP-RAND", "provider=devid", nullptr, nullptr) != 1) {

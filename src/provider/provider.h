@@ -57,6 +57,10 @@ struct LoadOptions {
   // it, and until then the chip last shared in the process, which in a
   // process of many devices (a fleet) is another device's.
   std::string chip{};  // {}: callers naming only chip_random stay warning-free
+  // The decoders of "DEVID KEY REFERENCE" PEM files (`-key FILE` in OpenSSL
+  // programs). A context that names its keys by URI leaves them out: OpenSSL
+  // 3.0 tries every decoder on offer at each certificate it parses.
+  bool key_reference_files = true;
 };
 // The providers loaded into a context. Destroying it unloads them (the
 // provider's teardown runs); that must happen before the context is freed.
