@@ -32,6 +32,11 @@ constexpr uint8_t kAlways = 0x00;
 constexpr uint8_t kAfterPin = 0x01;
 constexpr uint8_t kNever = 0xFF;
 
+// Chip images are spread over this many folders: every NVM commit renames
+// files in its chip's folder, and renames in one folder wait for each other
+// (the kernel locks the folder), which a fleet's workers would otherwise do.
+constexpr int kImageFolders = 32;
+
 double MillisecondsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
@@ -87,7 +92,7 @@ DeviceOutcome RunDevice(const FleetPlan& plan, int index, cms::client::CmsClient
   const FleetOptions& o = *plan.options;
   DeviceOutcome out;
   std::string name = "fleet-" + plan.run_id + "-" + std::to_string(index);
-  std::string image = plan.dir + "/" + name + ".img";
+  std::string image = plan.dir + "/" + std::to_string(index % kImageFolders) + "/" + name + ".img";
   auto fail = [&out](const char* step, const Error& e) {
     out.failure = std::string(step) + ": " + e.message;
     return out;
@@ -219,6 +224,13 @@ Result<FleetReport> SimulateFleet(const FleetOptions& o) {
     fs::create_directories(o.dir, ec);
     if (ec) return MakeError(ErrorCode::kIo, "cannot create " + o.dir + ": " + ec.message());
     plan.dir = o.dir;
+  }
+  for (int i = 0; i < std::min(o.devices + 1, kImageFolders); ++i) {
+    std::error_code ec;
+    fs::path folder = fs::path(plan.dir) / std::to_string(i);
+    fs::create_directory(folder, ec);
+    if (ec)
+      return MakeError(ErrorCode::kIo, "cannot create " + folder.string() + ": " + ec.message());
   }
 
   FleetReport report;

@@ -153,6 +153,35 @@ Status WriteFileAtomic(const std::string& requested, ByteView data, unsigned mod
   return {};
 }
 
+Status WriteFileDurable(const std::string& path, ByteView data, unsigned mode,
+                        const CrashPoint& crash_point) {
+  auto power_cut = [&](int step) { return crash_point && !crash_point(step); };
+  const Error cut = MakeError(ErrorCode::kIo, "simulated power loss while writing " + path);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                  static_cast<mode_t>(mode));
+  if (fd < 0) return IoError("cannot open", path);
+  auto fail = [&](const char* what) {
+    Error e = IoError(what, path);
+    ::close(fd);
+    return e;
+  };
+  auto cut_here = [&] {
+    ::close(fd);
+    return cut;
+  };
+  if (power_cut(1)) return cut_here();
+  size_t half = data.size() / 2;
+  if (!WriteAll(fd, data.first(half), path).ok()) return fail("cannot write");
+  if (power_cut(2)) return cut_here();
+  if (!WriteAll(fd, data.subspan(half), path).ok()) return fail("cannot write");
+  if (power_cut(3)) return cut_here();
+  if (::fsync(fd) != 0) return fail("cannot fsync");
+  if (power_cut(4)) return cut_here();
+  if (::close(fd) != 0) return IoError("cannot close", path);
+  if (power_cut(5)) return cut;
+  return {};
+}
+
 Result<SecretString> ReadSecretLine(const std::string& path, std::string_view what) {
   DEVID_ASSIGN_OR_RETURN(Bytes content, ReadFile(path, 4096));
   std::string_view text = AsString(content);

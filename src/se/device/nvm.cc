@@ -212,7 +212,8 @@ Status NvmImage::Save(ByteView plaintext, SealKey seal_key) {
   // 1. the new image beside the old one; 2. the fuse (the commit point) names
   // it; 3. it takes the old one's place. A cut before 2 leaves the old state,
   // after 2 the new one (Load rolls forward).
-  DEVID_TRY(WriteFileAtomic(NextPath(image_path_), image, 0600, crash_point_));
+  // In place: until the fuse names its hash, nothing reads it as the state.
+  DEVID_TRY(WriteFileDurable(NextPath(image_path_), image, 0600, crash_point_));
   DEVID_TRY(WriteFuse(key.view(), next, hash, 5));
   key_ = std::move(key);
   committed_ = next;

@@ -119,3 +119,34 @@ TEST(SecretString, AssignmentReplacesValue) {
 
 }  // namespace
 }  // namespace devid
+
+namespace devid {
+namespace {
+
+TEST(File, DurableWriteTruncatesInPlaceAndRefusesSymlinks) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("devid-core-durable-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::string path = (dir / "next").string();
+  ASSERT_TRUE(WriteFileDurable(path, AsBytes("a longer first content"), 0600, {}).ok());
+  ASSERT_TRUE(WriteFileDurable(path, AsBytes("short"), 0600, {}).ok());
+  EXPECT_EQ(AsString(*ReadFile(path)), "short");
+  EXPECT_EQ(std::filesystem::status(path).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::filesystem::path target = dir / "target";
+  std::filesystem::path link = dir / "link";
+  ASSERT_TRUE(WriteFileAtomic(target.string(), AsBytes("old")).ok());
+  std::filesystem::create_symlink(target, link);
+  EXPECT_FALSE(WriteFileDurable(link.string(), AsBytes("new"), 0600, {}).ok());
+  EXPECT_EQ(AsString(*ReadFile(target.string())), "old");
+  // A power cut after half the bytes leaves half of them: the reader's check must catch it.
+  auto cut =
+      WriteFileDurable(path, AsBytes("0123456789"), 0600, [](int step) { return step != 3; });
+  EXPECT_FALSE(cut.ok());
+  EXPECT_EQ(AsString(*ReadFile(path)), "0123456789");  // step 3: all written, not yet fsynced
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace devid
