@@ -24,8 +24,13 @@ constexpr size_t kChainFileSize = 4096;
 // per device. Nothing of a device stays behind: keys, TLS contexts and the
 // chip connection go with the Device; the provider reaches chips only by the
 // name it is given and the chips shared in this process.
-using PooledContext =
-    std::pair<crypto::UniquePtr<OSSL_LIB_CTX>, std::unique_ptr<provider::LoadedProviders>>;
+// The TLS context of the last device goes along, to be configured anew by the
+// next (crypto::MakeClientContext replaces every setting, key and chain).
+struct PooledContext {
+  crypto::UniquePtr<OSSL_LIB_CTX> context;
+  std::unique_ptr<provider::LoadedProviders> providers;
+  crypto::UniquePtr<SSL_CTX> tls;
+};
 constexpr size_t kContextPoolLimit = 64;
 struct ContextPool {
   std::mutex mu;
@@ -45,16 +50,17 @@ std::optional<PooledContext> TakePooledContext() {
   return out;
 }
 
-void PoolContext(crypto::UniquePtr<OSSL_LIB_CTX> context,
-                 std::unique_ptr<provider::LoadedProviders> providers) {
+void PoolContext(PooledContext pooled) {
   ContextPool& pool = Pool();
-  std::lock_guard<std::mutex> lock(pool.mu);
+  std::unique_lock<std::mutex> lock(pool.mu);
   if (pool.free.size() < kContextPoolLimit) {
-    pool.free.emplace_back(std::move(context), std::move(providers));
+    pool.free.push_back(std::move(pooled));
     return;
   }
-  providers.reset();  // unloaded before their context is freed
-  context.reset();
+  lock.unlock();
+  pooled.tls.reset();        // its key belongs to the providers
+  pooled.providers.reset();  // unloaded before their context is freed
+  pooled.context.reset();
 }
 
 }  // namespace
@@ -78,8 +84,9 @@ Result<std::unique_ptr<Device>> Device::Adopt(const ChipOptions& options, se::Ch
   d->locator_ = options.image.empty() ? "socket=" + options.socket : "image=" + options.image;
   provider::ShareChip(d->locator_, d->chip_);
   if (auto reused = TakePooledContext()) {
-    d->context_ = std::move(reused->first);
-    d->providers_ = std::move(reused->second);
+    d->context_ = std::move(reused->context);
+    d->providers_ = std::move(reused->providers);
+    d->spare_tls_ = std::move(reused->tls);
     d->providers_->UseChip(d->locator_);
     return d;
   }
@@ -93,9 +100,11 @@ Result<std::unique_ptr<Device>> Device::Adopt(const ChipOptions& options, se::Ch
 }
 
 Device::~Device() {
+  crypto::UniquePtr<SSL_CTX> tls = last_tls_ ? std::move(last_tls_) : std::move(spare_tls_);
   if (context_ && providers_) {
-    PoolContext(std::move(context_), std::move(providers_));
+    PoolContext({std::move(context_), std::move(providers_), std::move(tls)});
   } else {
+    tls.reset();
     providers_.reset();
     context_.reset();
   }
@@ -228,7 +237,10 @@ Result<crypto::UniquePtr<SSL_CTX>> Device::TlsContext(const std::vector<crypto::
     }
     if (with_client_chain) tls.chain = std::move(chain);
   }
-  return crypto::MakeClientContext(tls);
+  DEVID_ASSIGN_OR_RETURN(crypto::UniquePtr<SSL_CTX> ctx,
+                         crypto::MakeClientContext(tls, std::move(spare_tls_)));
+  DEVID_ASSIGN_OR_RETURN(last_tls_, crypto::ShareClientContext(ctx.get()));
+  return ctx;
 }
 
 }  // namespace devid::agent

@@ -69,7 +69,8 @@ class Device {
   // A client TLS context in the device's library context: the key in the
   // chip, the client chain (if `with_client_chain`), trust in `trust`
   // (default: the issuing CA of the chain, checked against CA01), the
-  // server's `server_name` (DNS name or IP address) checked.
+  // server's `server_name` (DNS name or IP address) checked. Connections made
+  // with it end before the Device does.
   Result<crypto::UniquePtr<SSL_CTX>> TlsContext(const std::vector<crypto::Certificate>& trust,
                                                 const std::string& server_name,
                                                 bool with_client_chain, crypto::TlsVersion version);
@@ -86,6 +87,11 @@ class Device {
   std::shared_ptr<provider::SharedChip> chip_;
   crypto::UniquePtr<OSSL_LIB_CTX> context_;
   std::unique_ptr<provider::LoadedProviders> providers_;  // before context_ is freed
+  // A TLS context of an earlier device of the pooled library context, for
+  // this device's first TlsContext to configure anew; and the last one made,
+  // pooled with the library context when the device is gone.
+  crypto::UniquePtr<SSL_CTX> spare_tls_;
+  crypto::UniquePtr<SSL_CTX> last_tls_;
 };
 
 }  // namespace devid::agent

@@ -120,28 +120,43 @@ Error HandshakeError(SSL* ssl, const std::string& host, uint16_t port) {
   return OpenSslError("TLS handshake with " + host + ":" + std::to_string(port), ErrorCode::kIo);
 }
 
-// Everything of a client context but the client's own certificate and key.
-Result<UniquePtr<SSL_CTX>> ConfigureClientContext(const TlsClientOptions& o) {
-  const char* props = o.properties.empty() ? nullptr : o.properties.c_str();
-  UniquePtr<SSL_CTX> ctx(SSL_CTX_new_ex(o.context, props, TLS_client_method()));
-  if (!ctx) return OpenSslError("creating the TLS context");
+// Everything of a client context but the client's own certificate and key,
+// on `ctx` (a context of MakeClientContext) or on a new one. Every setting is
+// applied anew, so that nothing of a reused context's last use remains.
+Result<UniquePtr<SSL_CTX>> ConfigureClientContext(const TlsClientOptions& o,
+                                                  UniquePtr<SSL_CTX> ctx) {
+  if (!ctx) {
+    const char* props = o.properties.empty() ? nullptr : o.properties.c_str();
+    ctx.reset(SSL_CTX_new_ex(o.context, props, TLS_client_method()));
+    if (!ctx) return OpenSslError("creating the TLS context");
+    // No session outlives its connection: a reused context carries none over.
+    SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  }
   int version = o.version == TlsVersion::kTls13 ? TLS1_3_VERSION : TLS1_2_VERSION;
+  const char* ciphers =
+      o.version == TlsVersion::kTls12 ? o.tls12_ciphers.c_str() : OSSL_default_cipher_list();
   if (SSL_CTX_set_min_proto_version(ctx.get(), version) != 1 ||
       SSL_CTX_set_max_proto_version(ctx.get(), version) != 1 ||
-      (o.version == TlsVersion::kTls12 &&
-       SSL_CTX_set_cipher_list(ctx.get(), o.tls12_ciphers.c_str()) != 1) ||
+      SSL_CTX_set_cipher_list(ctx.get(), ciphers) != 1 ||
       // The chip's curves: the ephemeral key can then be made in it.
       SSL_CTX_set1_groups_list(ctx.get(), "secp256r1:secp384r1") != 1) {
     return OpenSslError("configuring the TLS context", ErrorCode::kInvalidInput);
   }
-  X509_STORE* trust = SSL_CTX_get_cert_store(ctx.get());
+  UniquePtr<X509_STORE> trust(X509_STORE_new());
+  if (!trust) return OpenSslError("creating the trust store");
   for (const Certificate& c : o.trust) {
-    if (X509_STORE_add_cert(trust, c.get()) != 1) return OpenSslError("adding a trust anchor");
+    if (X509_STORE_add_cert(trust.get(), c.get()) != 1)
+      return OpenSslError("adding a trust anchor");
   }
-  X509_STORE_set_flags(trust, X509_V_FLAG_PARTIAL_CHAIN);
+  X509_STORE_set_flags(trust.get(), X509_V_FLAG_PARTIAL_CHAIN);
+  SSL_CTX_set_cert_store(ctx.get(), trust.release());  // the earlier store is freed
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx.get());
+  if (X509_VERIFY_PARAM_set1_host(param, nullptr, 0) != 1 ||
+      X509_VERIFY_PARAM_set1_ip(param, nullptr, 0) != 1) {
+    return OpenSslError("clearing the server name");
+  }
   if (!o.server_name.empty()) {
-    X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx.get());
     int set = IsIpAddress(o.server_name)
                   ? X509_VERIFY_PARAM_set1_ip_asc(param, o.server_name.c_str())
                   // The name must be a subjectAltName: never the subject's CN.
@@ -154,24 +169,32 @@ Result<UniquePtr<SSL_CTX>> ConfigureClientContext(const TlsClientOptions& o) {
 
 }  // namespace
 
-Result<UniquePtr<SSL_CTX>> MakeClientContext(const TlsClientOptions& o) {
-  DEVID_ASSIGN_OR_RETURN(UniquePtr<SSL_CTX> ctx, ConfigureClientContext(o));
+Result<UniquePtr<SSL_CTX>> MakeClientContext(const TlsClientOptions& o, UniquePtr<SSL_CTX> reused) {
+  // A context cannot drop a client certificate: one is reused only to carry another.
+  if (o.chain.empty()) reused.reset();
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<SSL_CTX> ctx, ConfigureClientContext(o, std::move(reused)));
   if (!o.chain.empty()) {
     DEVID_ASSIGN_OR_RETURN(UniquePtr<EVP_PKEY> key, LoadKey(o));
-    if (SSL_CTX_use_certificate(ctx.get(), o.chain.front().get()) != 1) {
-      return OpenSslError("using the client certificate", ErrorCode::kInvalidInput);
-    }
+    UniquePtr<STACK_OF(X509)> cas(sk_X509_new_null());
+    if (!cas) return OpenSslError("allocating the client's chain");
     for (size_t i = 1; i < o.chain.size(); ++i) {
-      if (SSL_CTX_add1_chain_cert(ctx.get(), o.chain[i].get()) != 1) {
+      if (X509_up_ref(o.chain[i].get()) != 1 || sk_X509_push(cas.get(), o.chain[i].get()) <= 0) {
         return OpenSslError("adding the client's CA certificate");
       }
     }
-    if (SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1) {
+    // Certificate, key and chain replaced together (override): the key must
+    // match the certificate.
+    if (SSL_CTX_use_cert_and_key(ctx.get(), o.chain.front().get(), key.get(), cas.get(), 1) != 1) {
       return OpenSslError("the client key does not match the client certificate",
                           ErrorCode::kInvalidInput);
     }
   }
   return ctx;
+}
+
+Result<UniquePtr<SSL_CTX>> ShareClientContext(SSL_CTX* ctx) {
+  if (ctx == nullptr || SSL_CTX_up_ref(ctx) != 1) return OpenSslError("sharing a TLS context");
+  return UniquePtr<SSL_CTX>(ctx);
 }
 
 Result<TlsConnection> TlsConnection::Open(SSL_CTX* ctx, const std::string& host, uint16_t port,
@@ -250,7 +273,7 @@ Result<TlsSessionInfo> TlsHandshake(const TlsClientOptions& o, const std::string
   if (o.chain.empty() && !o.chain_source) {
     return MakeError(ErrorCode::kInvalidInput, "no client certificate");
   }
-  DEVID_ASSIGN_OR_RETURN(UniquePtr<SSL_CTX> ctx, ConfigureClientContext(o));
+  DEVID_ASSIGN_OR_RETURN(UniquePtr<SSL_CTX> ctx, ConfigureClientContext(o, nullptr));
   DEVID_ASSIGN_OR_RETURN(UniquePtr<EVP_PKEY> key, LoadKey(o));
 
   UniquePtr<SSL> ssl(SSL_new(ctx.get()));

@@ -1,4 +1,9 @@
 #include <gtest/gtest.h>
+#include <openssl/ssl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "core/time.h"
 #include "crypto/aead.h"
@@ -7,6 +12,7 @@
 #include "crypto/csr.h"
 #include "crypto/key.h"
 #include "crypto/name.h"
+#include "crypto/tls.h"
 #include "crypto/verify.h"
 
 namespace devid::crypto {
@@ -411,6 +417,87 @@ TEST(ChipPrimitives, EcdsaSignatureFormsRoundTrip) {
   }
   EXPECT_FALSE(EcdsaDerToRaw(Bytes{0x30, 0x00, 0x01}, 32).ok());  // trailing byte
   EXPECT_FALSE(EcdsaRawToDer(Bytes(63, 1)).ok());                 // odd length
+}
+
+}  // namespace
+}  // namespace devid::crypto
+
+namespace devid::crypto {
+namespace {
+
+// A device's TLS context goes to the next device of a pooled library context
+// (agent::Device): nothing of the first may remain in it.
+TEST(Tls, AReusedClientContextKeepsNothingOfItsLastUse) {
+  auto dir = std::filesystem::temp_directory_path() / ("devid-tls-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  struct Identity {
+    Ca ca;
+    PrivateKey key;
+    Certificate leaf;
+    std::string key_path;
+  };
+  auto make = [&](const std::string& name, uint8_t serial) {
+    Ca ca = MakeRoot();
+    PrivateKey key = Key();
+    Certificate leaf = IssueLeaf(ca, *MakeCertificateRequest(key, Dn("CN=" + name), {}), {serial});
+    std::string path = (dir / (name + ".key")).string();
+    std::ofstream(path) << *key.ToPkcs8Pem(nullptr);
+    return Identity{std::move(ca), std::move(key), std::move(leaf), path};
+  };
+  Identity a = make("dev-a", 0x0A);
+  Identity b = make("dev-b", 0x0B);
+  TlsClientOptions first;
+  first.key_uri = a.key_path;
+  first.chain = {a.leaf, a.ca.cert};
+  first.trust = {a.ca.cert};
+  first.server_name = "hub.example";
+  first.version = TlsVersion::kTls12;
+  auto made = MakeClientContext(first);
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  SSL_CTX* ctx = made->get();
+
+  TlsClientOptions second;
+  second.key_uri = b.key_path;
+  second.chain = {b.leaf, b.ca.cert};
+  second.trust = {b.ca.cert};
+  second.server_name = "127.0.0.1";
+  second.version = TlsVersion::kTls13;
+  auto reused = MakeClientContext(second, std::move(made).value());
+  ASSERT_TRUE(reused.ok()) << reused.error().message;
+  ASSERT_EQ(reused->get(), ctx);
+  EXPECT_EQ(X509_cmp(SSL_CTX_get0_certificate(ctx), b.leaf.get()), 0);
+  EXPECT_EQ(EVP_PKEY_eq(SSL_CTX_get0_privatekey(ctx), b.key.get()), 1);
+  STACK_OF(X509)* chain = nullptr;
+  ASSERT_EQ(SSL_CTX_get0_chain_certs(ctx, &chain), 1);
+  ASSERT_EQ(sk_X509_num(chain), 1);
+  EXPECT_EQ(X509_cmp(sk_X509_value(chain, 0), b.ca.cert.get()), 0);
+  STACK_OF(X509_OBJECT)* anchors = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+  ASSERT_EQ(sk_X509_OBJECT_num(anchors), 1);
+  EXPECT_EQ(X509_cmp(X509_OBJECT_get0_X509(sk_X509_OBJECT_value(anchors, 0)), b.ca.cert.get()), 0);
+  X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx);
+  EXPECT_EQ(X509_VERIFY_PARAM_get0_host(param, 0), nullptr);  // "hub.example" is gone
+  char* ip = X509_VERIFY_PARAM_get1_ip_asc(param);
+  ASSERT_NE(ip, nullptr);
+  EXPECT_STREQ(ip, "127.0.0.1");
+  OPENSSL_free(ip);
+  EXPECT_EQ(SSL_CTX_get_min_proto_version(ctx), TLS1_3_VERSION);
+  EXPECT_EQ(SSL_CTX_get_max_proto_version(ctx), TLS1_3_VERSION);
+  EXPECT_EQ(SSL_CTX_get_session_cache_mode(ctx), SSL_SESS_CACHE_OFF);
+
+  // A key that does not match the certificate fails, whatever the context held.
+  TlsClientOptions mismatched = second;
+  mismatched.key_uri = a.key_path;
+  EXPECT_FALSE(MakeClientContext(mismatched, std::move(reused).value()).ok());
+
+  // Without a client chain nothing is reused: no certificate to carry over.
+  auto other = MakeClientContext(second);
+  ASSERT_TRUE(other.ok());
+  TlsClientOptions anonymous;
+  anonymous.trust = {a.ca.cert};
+  auto fresh = MakeClientContext(anonymous, std::move(other).value());
+  ASSERT_TRUE(fresh.ok()) << fresh.error().message;
+  EXPECT_EQ(SSL_CTX_get0_certificate(fresh->get()), nullptr);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
