@@ -21,11 +21,11 @@ constexpr size_t kChainFileSize = 4096;
 // next device takes one and names its own chip in it. A fresh OpenSSL 3
 // context fetches every algorithm anew on first use (a TLS context alone
 // costs ~3.5 ms more in a fresh one on the reference VM), which a fleet pays
-// per device. Nothing of a device stays behind: keys, TLS contexts and the
-// chip connection go with the Device; the provider reaches chips only by the
-// name it is given and the chips shared in this process.
-// The TLS context of the last device goes along, to be configured anew by the
-// next (crypto::MakeClientContext replaces every setting, key and chain).
+// per device. The last device's TLS context goes along, to be configured
+// anew by the next (crypto::MakeClientContext replaces every setting, key and
+// chain); until then it holds a key whose chip connection the Device closed
+// when it ended. The provider reaches chips only by the name it is given and
+// the chips shared in this process.
 struct PooledContext {
   crypto::UniquePtr<OSSL_LIB_CTX> context;
   std::unique_ptr<provider::LoadedProviders> providers;
@@ -109,6 +109,13 @@ Device::~Device() {
     context_.reset();
   }
   if (!locator_.empty()) provider::ShareChip(locator_, nullptr);
+  // The pooled TLS context still holds this device's key until the next
+  // device replaces it: the chip behind it is closed now, so that key can do
+  // nothing more and the chip (its image, its state) is released.
+  if (chip_) {
+    std::lock_guard<std::mutex> lock(chip_->mu);
+    chip_->client.Close();
+  }
 }
 
 std::string Device::ChipSerial() {

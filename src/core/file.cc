@@ -157,7 +157,8 @@ Status WriteFileDurable(const std::string& path, ByteView data, unsigned mode,
                         const CrashPoint& crash_point) {
   auto power_cut = [&](int step) { return crash_point && !crash_point(step); };
   const Error cut = MakeError(ErrorCode::kIo, "simulated power loss while writing " + path);
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+  // Non-blocking: a FIFO put in the file's place must not hang the writer.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC,
                   static_cast<mode_t>(mode));
   if (fd < 0) return IoError("cannot open", path);
   auto fail = [&](const char* what) {
@@ -165,6 +166,16 @@ Status WriteFileDurable(const std::string& path, ByteView data, unsigned mode,
     ::close(fd);
     return e;
   };
+  // A file left from before must be a plain file of ours alone (no other
+  // link to it, no other owner), and it gets `mode` like a new one.
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return fail("cannot stat");
+  if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != ::geteuid()) {
+    ::close(fd);
+    return MakeError(ErrorCode::kIo, path + " is not a regular file of this user's alone");
+  }
+  if (::ftruncate(fd, 0) != 0) return fail("cannot truncate");
+  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) return fail("cannot set mode of");
   auto cut_here = [&] {
     ::close(fd);
     return cut;

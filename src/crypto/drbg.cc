@@ -64,7 +64,9 @@ Result<DrbgContext> DrbgContext::Create(ByteView entropy, ByteView personalizati
   if (!ctx) return CreateFresh(entropy, personalization);
   DrbgContext drbg(std::move(ctx), std::move(keys));
   if (Status reseeded = drbg.Reseed(entropy, personalization); !reseeded.ok()) {
-    // A used context whose DRBG refuses a seed is dropped, never pooled again.
+    // A used context whose DRBG refuses a seed is dropped, never pooled again
+    // (its cached keys first: they live in it).
+    drbg.keys_.reset();
     drbg.ctx_.reset();
     ClearOpenSslErrors();
     return CreateFresh(entropy, personalization);

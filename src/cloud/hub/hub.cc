@@ -1028,7 +1028,10 @@ std::string_view BrokerOpenSslConf() {
          "[devid_hub_ssl]\n"
          "system_default = devid_hub_tls\n"
          "[devid_hub_tls]\n"
-         "NumTickets = 0\n";
+         "NumTickets = 0\n"
+         // What a system configuration would have set, which this one replaces.
+         "MinProtocol = TLSv1.2\n"
+         "CipherString = DEFAULT:@SECLEVEL=2\n";
 }
 
 bool ValidIdentity(std::string_view name) {

@@ -203,6 +203,7 @@ Result<ApduResponse> ChipClient::Exchange(Ins ins, uint8_t p1, uint8_t p2, ByteV
     c.has_le = true;
     c.le = *le;
   }
+  if (!transport_) return MakeError(ErrorCode::kIo, "the chip connection is closed");
   DEVID_ASSIGN_OR_RETURN(Bytes raw, transport_->Transmit(c.Encode()));
   return ApduResponse::Parse(raw);
 }

@@ -100,6 +100,9 @@ struct ChipFileInfo {
 class ChipClient {
  public:
   explicit ChipClient(std::unique_ptr<Transport> transport) : transport_(std::move(transport)) {}
+  // Ends the connection (an in-process chip is powered off): every later
+  // command fails with kIo, whoever still holds this client.
+  void Close() { transport_.reset(); }
 
   // Opens the chip in-process (image) or connects to a daemon (socket);
   // `configure` sets up an in-process chip (command log, latency model).

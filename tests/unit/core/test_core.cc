@@ -140,6 +140,14 @@ TEST(File, DurableWriteTruncatesInPlaceAndRefusesSymlinks) {
   std::filesystem::create_symlink(target, link);
   EXPECT_FALSE(WriteFileDurable(link.string(), AsBytes("new"), 0600, {}).ok());
   EXPECT_EQ(AsString(*ReadFile(target.string())), "old");
+  // Nor through a second hard link, nor into a FIFO (without blocking).
+  std::filesystem::path hard = dir / "hard";
+  std::filesystem::create_hard_link(target, hard);
+  EXPECT_FALSE(WriteFileDurable(hard.string(), AsBytes("new"), 0600, {}).ok());
+  EXPECT_EQ(AsString(*ReadFile(target.string())), "old");
+  std::string fifo = (dir / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_FALSE(WriteFileDurable(fifo, AsBytes("new"), 0600, {}).ok());
   // A power cut after half the bytes leaves half of them: the reader's check must catch it.
   auto cut =
       WriteFileDurable(path, AsBytes("0123456789"), 0600, [](int step) { return step != 3; });
