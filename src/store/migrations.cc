@@ -133,6 +133,10 @@ CREATE INDEX certificates_org_common_name ON certificates (org_id, common_name);
   return kMigrations;
 }
 
+std::string StoredCommonName(std::string_view subject) {
+  return SubjectCommonName(subject).value_or("");
+}
+
 std::optional<std::string> SubjectCommonName(std::string_view subject) {
   // The grammar of crypto::DistinguishedName::Parse: a backslash escapes the next
   // character, an unescaped ',' ends an attribute, the first unescaped '=' ends

@@ -437,7 +437,8 @@ class PostgresStore final : public Store {
       p.Text(*f.serial_hex);
     }
     if (f.common_name) {
-      sql += " AND c.common_name = " + next();
+      // And rows recorded without a name (StoredCommonName), checked below.
+      sql += " AND (c.common_name = " + next() + " OR c.common_name IS NULL)";
       p.Text(*f.common_name);
     }
     if (f.after_id > 0) {
@@ -462,7 +463,9 @@ class PostgresStore final : public Store {
     sql += " ORDER BY c.id LIMIT " + next();
     p.Int(static_cast<int64_t>(f.limit));
     DEVID_ASSIGN_OR_RETURN(Rows rows, Query(sql, p, "reading certificates"));
-    return ReadAll<CertificateRecord>(rows, ReadCertificate);
+    std::vector<CertificateRecord> out = ReadAll<CertificateRecord>(rows, ReadCertificate);
+    if (f.common_name) KeepNamed(out, *f.common_name);
+    return out;
   }
 
   Status Revoke(int64_t org_id, int64_t certificate_id, const Revocation& revocation) override {
@@ -934,10 +937,8 @@ class PostgresStore final : public Store {
       std::vector<std::string> names;
       for (int i = 0; i < page.size(); ++i) {
         after = page.Int(i, 0);
-        if (auto cn = SubjectCommonName(page.Text(i, 1))) {
-          ids.push_back(after);
-          names.push_back(std::move(*cn));
-        }
+        ids.push_back(after);
+        names.push_back(StoredCommonName(page.Text(i, 1)));
       }
       if (ids.empty()) continue;
       DEVID_TRY(
@@ -1020,7 +1021,7 @@ class PostgresStore final : public Store {
             .Int(c.not_after)
             .Blob(c.der)
             .Int(last_created_at_)
-            .TextOrNull(SubjectCommonName(c.subject)),
+            .Text(StoredCommonName(c.subject)),
         "recording certificate");
     if (!rows.ok()) {
       if (IsConstraint()) {

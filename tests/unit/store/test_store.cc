@@ -277,6 +277,19 @@ INSERT INTO certificates (org_id, ca_id, serial_hex, subject, template, not_befo
     if (c.serial_hex[0] == 'C') named += find(c.subject.substr(3)).size();
   }
   EXPECT_EQ(named, 2500u);
+  // An older devid still running on the migrated database (a rolling upgrade)
+  // records certificates without a common_name: a search by name finds them
+  // by their subject all the same, and only those that carry the name.
+  ASSERT_EQ(
+      std::system(("sqlite3 " + path +
+                   " \"INSERT INTO certificates (org_id, ca_id, serial_hex, subject, template,"
+                   " not_before, not_after, der, created_at) SELECT org_id, id, 'D7',"
+                   " 'O=Acme, CN=dev-7', 'device', 0, 4000000000, X'09', 0 FROM cas\"")
+                      .c_str()),
+      0);
+  EXPECT_EQ(find("dev-7"), std::vector<std::string>{"D7"});
+  EXPECT_EQ(find("dev-70"), std::vector<std::string>{});
+  EXPECT_EQ(find("dev-1"), std::vector<std::string>{"B1"});
 }
 
 TEST(StoreOpen, RefusesNewerSchemaAndUnreachableServer) {
