@@ -280,11 +280,20 @@ Result<Bytes> SigningCa::RespondOcsp(ByteView request_der, std::optional<int64_t
   if (cacheable != nullptr) *cacheable = false;
   auto request = crypto::OcspRequest::Parse(request_der);
   if (!request.ok()) return crypto::OcspErrorResponse(crypto::OcspError::kMalformedRequest);
+  Result<Bytes> response = RespondOcsp(*request, now, store_access);
+  // A store that cannot answer must not be taken for "unknown".
+  if (!response.ok()) return crypto::OcspErrorResponse(crypto::OcspError::kInternalError);
+  if (cacheable != nullptr) *cacheable = !request->HasNonce();
+  return response;
+}
+
+Result<Bytes> SigningCa::RespondOcsp(const crypto::OcspRequest& request, std::optional<int64_t> now,
+                                     const StoreAccess& store_access) {
   std::optional<Error> failure;
   auto lookup = [&](const std::string& serial) {
     crypto::OcspAnswer answer;
-    Result<std::vector<store::CertificateRecord>> found = MakeError(ErrorCode::kInternal, "");
-    auto find = [&] { found = store_.FindCertificatesBySerial(org_.id, serial); };
+    Result<store::RevocationStatus> found = MakeError(ErrorCode::kInternal, "");
+    auto find = [&] { found = store_.FindRevocationStatus(org_.id, record_.id, serial); };
     if (store_access) {
       store_access(find);
     } else {
@@ -294,22 +303,17 @@ Result<Bytes> SigningCa::RespondOcsp(ByteView request_der, std::optional<int64_t
       failure = found.error();
       return answer;
     }
-    for (const store::CertificateRecord& r : *found) {
-      if (r.ca_id != record_.id) continue;
-      answer.status = r.revocation ? crypto::OcspStatus::kRevoked : crypto::OcspStatus::kGood;
-      if (r.revocation) {
-        answer.revoked_at = r.revocation->revoked_at;
-        answer.reason = r.revocation->reason;
-      }
+    if (found->known) {
+      answer.status = found->revocation ? crypto::OcspStatus::kRevoked : crypto::OcspStatus::kGood;
+    }
+    if (found->revocation) {
+      answer.revoked_at = found->revocation->revoked_at;
+      answer.reason = found->revocation->reason;
     }
     return answer;
   };
-  auto response = crypto::MakeOcspResponse(*request, certificate_, signer_, lookup,
-                                           now.value_or(NowUnix()), 3600);
-  // A store that cannot answer must not be taken for "unknown".
-  if (failure || !response.ok())
-    return crypto::OcspErrorResponse(crypto::OcspError::kInternalError);
-  if (cacheable != nullptr) *cacheable = !request->HasNonce();
+  auto response = ocsp_.Respond(request, lookup, now.value_or(NowUnix()), 3600);
+  if (failure) return *failure;
   return response;
 }
 
@@ -483,8 +487,9 @@ Result<SigningCa> Hierarchy::Unlock(const std::string& org_name, const std::stri
     return key.error().Context("loading the key of CA '" + ca_name + "'");
   }
   DEVID_ASSIGN_OR_RETURN(crypto::Signer signer, crypto::Signer::Create(*key));
+  DEVID_ASSIGN_OR_RETURN(crypto::OcspResponder ocsp, crypto::OcspResponder::Create(cert, *key));
   return SigningCa(store_, std::move(org), std::move(record).value(), std::move(cert),
-                   std::move(key).value(), std::move(signer));
+                   std::move(key).value(), std::move(signer), std::move(ocsp));
 }
 
 Result<store::CertificateRecord> Hierarchy::Revoke(const std::string& org_name,

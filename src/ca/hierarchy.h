@@ -16,6 +16,7 @@
 #include "crypto/crl.h"
 #include "crypto/csr.h"
 #include "crypto/key.h"
+#include "crypto/ocsp.h"
 #include "store/store.h"
 
 namespace devid::ca {
@@ -56,13 +57,15 @@ struct IssuedCertificate {
 class SigningCa {
  public:
   SigningCa(store::Store& store, store::Organization org, store::CaRecord record,
-            crypto::Certificate certificate, crypto::PrivateKey key, crypto::Signer signer)
+            crypto::Certificate certificate, crypto::PrivateKey key, crypto::Signer signer,
+            crypto::OcspResponder ocsp)
       : store_(store),
         org_(std::move(org)),
         record_(std::move(record)),
         certificate_(std::move(certificate)),
         key_(std::move(key)),
-        signer_(std::move(signer)) {}
+        signer_(std::move(signer)),
+        ocsp_(std::move(ocsp)) {}
 
   const store::CaRecord& record() const { return record_; }
   const crypto::Certificate& certificate() const { return certificate_; }
@@ -115,6 +118,10 @@ class SigningCa {
   using StoreAccess = std::function<void(const std::function<void()>&)>;
   Result<Bytes> RespondOcsp(ByteView request_der, std::optional<int64_t> now = {},
                             bool* cacheable = nullptr, const StoreAccess& store_access = {});
+  // The same for a request the caller parsed already; an error (the store
+  // could not answer, signing failed) where the other answers internalError.
+  Result<Bytes> RespondOcsp(const crypto::OcspRequest& request, std::optional<int64_t> now,
+                            const StoreAccess& store_access);
 
  private:
   friend class Hierarchy;
@@ -131,6 +138,9 @@ class SigningCa {
   crypto::Certificate certificate_;
   crypto::PrivateKey key_;
   crypto::Signer signer_;  // key_ prepared for certificate signatures
+  // Prepared once per unlock; holds nothing about certificates (their status
+  // is read from the store for every request).
+  crypto::OcspResponder ocsp_;
 };
 
 class Hierarchy {

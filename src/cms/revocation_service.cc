@@ -43,12 +43,17 @@ ca::SigningCa* RevocationService::Ca(const std::string& org, const std::string& 
 
 http::Response RevocationService::Ocsp(const std::string& org, const std::string& ca_name,
                                        ByteView request) {
-  std::string key = org + "/" + ca_name;
-  key.push_back('\0');
-  key.append(AsString(request));
+  auto parsed = crypto::OcspRequest::Parse(request);
+  // RFC 6960 §4.4.1: a request with a nonce is signed afresh; only one without
+  // (RFC 5019) may be served from the cache, so the others skip it entirely.
+  bool cacheable = parsed.ok() && !parsed->HasNonce();
+  std::string key;
   auto now = std::chrono::steady_clock::now();
   uint64_t generation = backend_.revocation_generation();
-  {
+  if (cacheable) {
+    key = org + "/" + ca_name;
+    key.push_back('\0');
+    key.append(AsString(request));
     std::lock_guard<std::mutex> lock(cache_mu_);
     auto it = ocsp_cache_.find(key);
     if (it != ocsp_cache_.end()) {
@@ -61,7 +66,6 @@ http::Response RevocationService::Ocsp(const std::string& org, const std::string
       ocsp_cache_.erase(it);
     }
   }
-  bool cacheable = false;
   std::shared_ptr<ca::SigningCa> ca;
   {
     auto lock = backend_.Lock();
@@ -71,16 +75,24 @@ http::Response RevocationService::Ocsp(const std::string& org, const std::string
     if (!shared.ok()) return http::JsonError(500, "internal", "the OCSP response failed");
     ca = std::move(*shared);
   }
+  if (backend_.metrics() != nullptr) {
+    backend_.metrics()->Increment("devid_ocsp_responses_total", "cached=\"false\"");
+  }
+  if (!parsed.ok()) {
+    return Binary("application/ocsp-response",
+                  crypto::OcspErrorResponse(crypto::OcspError::kMalformedRequest));
+  }
   // Only the store lookup holds the lock: parsing, building and signing run
   // concurrently on the server's threads.
   Result<Bytes> response =
-      ca->RespondOcsp(request, std::nullopt, &cacheable, [this](const std::function<void()>& find) {
+      ca->RespondOcsp(*parsed, std::nullopt, [this](const std::function<void()>& find) {
         auto lock = backend_.Lock();
         find();
       });
-  if (!response.ok()) return http::JsonError(500, "internal", "the OCSP response failed");
-  if (backend_.metrics() != nullptr) {
-    backend_.metrics()->Increment("devid_ocsp_responses_total", "cached=\"false\"");
+  // A store that cannot answer must not be taken for "unknown" (nor cached).
+  if (!response.ok()) {
+    return Binary("application/ocsp-response",
+                  crypto::OcspErrorResponse(crypto::OcspError::kInternalError));
   }
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mu_);

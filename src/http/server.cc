@@ -209,10 +209,14 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
-  void Read(bool first) {
+  void StartParser() {
     parser_.emplace();
     parser_->body_limit(server_->options.body_limit);
     parser_->header_limit(16 * 1024);
+  }
+
+  void Read(bool first, bool parser_started = false) {
+    if (!parser_started) StartParser();
     beast::get_lowest_layer(stream_).expires_after(first ? server_->options.read_timeout
                                                          : server_->options.idle_timeout);
     bhttp::async_read(
@@ -223,7 +227,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnRead(beast::error_code ec) {
     if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
         ec == asio::error::operation_aborted || ec == ssl::error::stream_truncated) {
-      return Close();
+      return pending_.empty() ? Close() : Flush(false);
     }
     if (ec == bhttp::error::body_limit) {
       return Send(JsonError(413, "body_too_large", "the request body is larger than allowed"),
@@ -275,16 +279,16 @@ class Session : public std::enable_shared_from_this<Session> {
   void Send(Response res, bool keep_alive, const std::string& route,
             std::chrono::steady_clock::time_point start, const std::string& method = "-",
             const std::string& path = "-") {
-    auto out = std::make_shared<bhttp::response<bhttp::string_body>>();
-    out->version(11);
-    out->result(static_cast<unsigned>(res.status));
-    out->set(bhttp::field::server, "devid");
-    out->set(bhttp::field::content_type, res.content_type);
-    out->set(bhttp::field::cache_control, "no-store");
-    for (const auto& [k, v] : res.headers) out->set(k, v);
-    out->keep_alive(keep_alive);
-    out->body() = std::move(res.body);
-    out->prepare_payload();
+    bhttp::response<bhttp::string_body> out;
+    out.version(11);
+    out.result(static_cast<unsigned>(res.status));
+    out.set(bhttp::field::server, "devid");
+    out.set(bhttp::field::content_type, res.content_type);
+    out.set(bhttp::field::cache_control, "no-store");
+    for (const auto& [k, v] : res.headers) out.set(k, v);
+    out.keep_alive(keep_alive);
+    out.body() = std::move(res.body);
+    out.prepare_payload();
     double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (server_->metrics != nullptr) {
@@ -302,12 +306,58 @@ class Session : public std::enable_shared_from_this<Session> {
       server_->options.access_log(
           line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
+    Serialize(out, &pending_);
+    ++pending_count_;
+    if (!keep_alive) return Flush(false);
+    // HTTP/1.1 pipelining: when the next request is already here whole, its
+    // answer joins this one in a single TLS write (one record, one send
+    // instead of one per response). Nothing waits on the network while
+    // answers are held: an incomplete next request sends them first.
+    if (buffer_.size() > 0 && pending_.size() < kMaxPendingBytes &&
+        pending_count_ < kMaxPendingAnswers) {
+      StartParser();
+      beast::error_code ec;
+      while (!parser_->is_done() && buffer_.size() > 0) {
+        size_t used = parser_->put(buffer_.data(), ec);
+        buffer_.consume(used);
+        if (ec || used == 0) break;
+      }
+      if (parser_->is_done() || (ec && ec != bhttp::error::need_more)) {
+        // At most kMaxPendingAnswers deep: the recursion is bounded.
+        return OnRead(ec);
+      }
+      return Flush(true, /*parser_started=*/true);
+    }
+    Flush(true);
+  }
+
+  // Serializes `message` (as async_write would send it) onto `out`.
+  static void Serialize(bhttp::response<bhttp::string_body>& message, std::string* out) {
+    bhttp::serializer<false, bhttp::string_body> serializer(message);
+    beast::error_code ec;
+    do {
+      serializer.next(ec, [&](beast::error_code&, const auto& buffers) {
+        for (const auto& b : beast::buffers_range_ref(buffers)) {
+          out->append(static_cast<const char*>(b.data()), b.size());
+        }
+        serializer.consume(beast::buffer_bytes(buffers));
+      });
+    } while (!ec && !serializer.is_done());
+  }
+
+  // Writes the answers held so far; then reads the next request (continuing
+  // a parser already fed from the buffer) or, without keep-alive, closes.
+  void Flush(bool keep_alive, bool parser_started = false) {
+    auto out = std::make_shared<std::string>(std::move(pending_));
+    pending_.clear();
+    pending_count_ = 0;
     beast::get_lowest_layer(stream_).expires_after(server_->options.read_timeout);
-    bhttp::async_write(stream_, *out,
-                       [self = shared_from_this(), out, keep_alive](beast::error_code ec, size_t) {
-                         if (ec || !keep_alive) return self->Close();
-                         self->Read(false);
-                       });
+    asio::async_write(
+        stream_, asio::buffer(*out),
+        [self = shared_from_this(), out, keep_alive, parser_started](beast::error_code ec, size_t) {
+          if (ec || !keep_alive) return self->Close();
+          self->Read(false, parser_started);
+        });
   }
 
   void Close() {
@@ -321,6 +371,11 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::ssl_stream<beast::tcp_stream> stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  // Serialized answers to pipelined requests, not yet written.
+  static constexpr size_t kMaxPendingBytes = 64 * 1024;
+  static constexpr int kMaxPendingAnswers = 32;
+  std::string pending_;
+  int pending_count_ = 0;
   Server::Impl* server_;
   std::string peer_;
   std::optional<Bytes> client_certificate_;

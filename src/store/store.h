@@ -43,6 +43,13 @@ struct Revocation {
   int64_t revoked_at = 0;
 };
 
+// What OCSP asks about a certificate (RFC 6960 §2.2): whether the CA issued
+// it (`known`), and its revocation if it has one.
+struct RevocationStatus {
+  bool known = false;
+  std::optional<Revocation> revocation;
+};
+
 struct CertificateRecord {
   int64_t id = 0;
   int64_t org_id = 0;
@@ -234,6 +241,11 @@ class Store {
   virtual Status InsertCertificates(int64_t org_id, const std::vector<NewCertificate>& certs) = 0;
   virtual Result<std::vector<CertificateRecord>> FindCertificatesBySerial(
       int64_t org_id, const std::string& serial_hex) = 0;
+  // The status of CA `ca_id`'s certificate `serial_hex` (normalized upper-case
+  // hex), read by the (serial, CA) key without the certificate itself: the
+  // OCSP responder asks this for every request.
+  virtual Result<RevocationStatus> FindRevocationStatus(int64_t org_id, int64_t ca_id,
+                                                        const std::string& serial_hex) = 0;
   virtual Result<std::vector<CertificateRecord>> ListCertificates(
       int64_t org_id, const CertificateFilter& filter) = 0;
 

@@ -403,6 +403,23 @@ class PostgresStore final : public Store {
     return ReadAll<CertificateRecord>(rows, ReadCertificate);
   }
 
+  Result<RevocationStatus> FindRevocationStatus(int64_t org_id, int64_t ca_id,
+                                                const std::string& serial_hex) override {
+    DEVID_ASSIGN_OR_RETURN(
+        Rows rows,
+        Query("SELECT r.reason, r.revoked_at FROM certificates c "
+              "LEFT JOIN revocations r ON r.certificate_id = c.id "
+              "WHERE c.serial_hex = $1 AND c.ca_id = $2 AND c.org_id = $3",
+              Params().Text(serial_hex).Int(ca_id).Int(org_id), "reading a certificate's status"));
+    RevocationStatus out;
+    if (rows.empty()) return out;
+    out.known = true;
+    if (!rows.IsNull(0, 0)) {
+      out.revocation = Revocation{static_cast<int>(rows.Int(0, 0)), rows.Int(0, 1)};
+    }
+    return out;
+  }
+
   Result<std::vector<CertificateRecord>> ListCertificates(int64_t org_id,
                                                           const CertificateFilter& f) override {
     std::string sql = "SELECT " + std::string(kCertColumns) +

@@ -344,6 +344,29 @@ class SqliteStore final : public Store {
     return out;
   }
 
+  Result<RevocationStatus> FindRevocationStatus(int64_t org_id, int64_t ca_id,
+                                                const std::string& serial_hex) override {
+    // Prepared once; the UNIQUE (serial_hex, ca_id) index finds the one row.
+    static const std::string kSql =
+        "SELECT r.reason, r.revoked_at FROM certificates c "
+        "LEFT JOIN revocations r ON r.certificate_id = c.id "
+        "WHERE c.serial_hex = ?1 AND c.ca_id = ?2 AND +c.org_id = ?3";
+    DEVID_ASSIGN_OR_RETURN(Statement * s, Cached(kSql));
+    s->Bind(1, serial_hex).Bind(2, ca_id).Bind(3, org_id);
+    RevocationStatus out;
+    int rc = s->Step();
+    if (rc == SQLITE_ROW) {
+      out.known = true;
+      if (!s->IsNull(0)) out.revocation = Revocation{static_cast<int>(s->Int(0)), s->Int(1)};
+    } else if (rc != SQLITE_DONE) {
+      auto error = DbError(db_, "reading a certificate's status");
+      s->Reset();
+      return error;
+    }
+    s->Reset();
+    return out;
+  }
+
   Result<std::vector<CertificateRecord>> ListCertificates(int64_t org_id,
                                                           const CertificateFilter& f) override {
     std::string sql = "SELECT " + std::string(kCertColumns) + " FROM certificates c";

@@ -1,12 +1,14 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "ca/hierarchy.h"
 #include "ca/profile.h"
 #include "core/time.h"
+#include "crypto/ocsp.h"
 #include "crypto/verify.h"
 
 namespace devid::ca {
@@ -244,6 +246,57 @@ TEST_F(CaTest, RevocationAppearsInTheNextNumberedCrl) {
       crypto::VerifyChain(issued.certificate, {chain[0]}, {chain[1]}, {crl2, root_crl}, with_crl);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("revoked"), std::string::npos);
+}
+
+TEST_F(CaTest, PreparedOcspResponderShowsARevocationAtOnce) {
+  auto ica = hierarchy_->Unlock("acme", "devices").value();
+  auto root = hierarchy_->Unlock("acme", "root").value();
+  auto profile = *hierarchy_->FindProfile("device");
+  auto issued = *ica.Issue(profile, Csr("CN=dev-ocsp"));
+  auto other = *ica.Issue(profile, Csr("CN=dev-ocsp-2"));
+  int64_t now = NowUnix();
+  auto answer = [&](const Bytes& request, const crypto::Certificate& issuer, bool* cacheable) {
+    auto der = ica.RespondOcsp(request, now, cacheable);
+    EXPECT_TRUE(der.ok());
+    auto read = crypto::ReadOcspResponse(*der, request, issuer);
+    EXPECT_TRUE(read.ok()) << read.error().message;
+    EXPECT_EQ(read.ok() ? read->size() : 0u, 1u);
+    return read.ok() && read->size() == 1 ? (*read)[0] : crypto::OcspAnswer{};
+  };
+  auto request = *crypto::MakeOcspRequestFor(issued.certificate, ica.certificate());
+  bool cacheable = true;
+  EXPECT_EQ(answer(request, ica.certificate(), &cacheable).status, crypto::OcspStatus::kGood);
+  EXPECT_FALSE(cacheable);  // a nonce: signed afresh (and echoed: ReadOcspResponse checks)
+
+  // The responder was prepared before the revocation; the store still decides.
+  ASSERT_TRUE(
+      hierarchy_->Revoke("acme", issued.record.serial_hex, crypto::RevocationReason::kKeyCompromise)
+          .ok());
+  auto revoked = answer(request, ica.certificate(), nullptr);
+  EXPECT_EQ(revoked.status, crypto::OcspStatus::kRevoked);
+  EXPECT_EQ(revoked.reason, 1);
+  EXPECT_LE(std::abs(revoked.revoked_at - NowUnix()), 5);
+  ASSERT_TRUE(
+      hierarchy_->Revoke("acme", other.record.serial_hex, crypto::RevocationReason::kUnspecified)
+          .ok());
+  auto unspecified = *crypto::MakeOcspRequestFor(other.certificate, ica.certificate(), false);
+  auto plain = answer(unspecified, ica.certificate(), &cacheable);
+  EXPECT_EQ(plain.status, crypto::OcspStatus::kRevoked);
+  EXPECT_EQ(plain.reason, 0);
+  EXPECT_TRUE(cacheable);  // RFC 5019: no nonce
+
+  // A CertID of another issuer is unknown here, not good.
+  auto foreign = *crypto::MakeOcspRequestFor(ica.certificate(), root.certificate());
+  EXPECT_EQ(answer(foreign, ica.certificate(), nullptr).status, crypto::OcspStatus::kUnknown);
+  // Signed by the CA itself: the root's key does not verify it.
+  auto response = *ica.RespondOcsp(request, now);
+  EXPECT_FALSE(crypto::ReadOcspResponse(response, request, root.certificate()).ok());
+  response[response.size() - 3] ^= 0x01;  // inside the signature
+  EXPECT_FALSE(crypto::ReadOcspResponse(response, request, ica.certificate()).ok());
+  // Bytes that are no request get the malformedRequest answer.
+  auto malformed = ica.RespondOcsp(Bytes{0x30, 0x03, 0x02, 0x01, 0x01}, now);
+  ASSERT_TRUE(malformed.ok());
+  EXPECT_EQ(*malformed, crypto::OcspErrorResponse(crypto::OcspError::kMalformedRequest));
 }
 
 TEST_F(CaTest, CustomTemplateFromHomeFolder) {

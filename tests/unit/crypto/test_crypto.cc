@@ -12,6 +12,7 @@
 #include "crypto/csr.h"
 #include "crypto/key.h"
 #include "crypto/name.h"
+#include "crypto/ocsp.h"
 #include "crypto/tls.h"
 #include "crypto/verify.h"
 
@@ -498,6 +499,37 @@ TEST(Tls, AReusedClientContextKeepsNothingOfItsLastUse) {
   ASSERT_TRUE(fresh.ok()) << fresh.error().message;
   EXPECT_EQ(SSL_CTX_get0_certificate(fresh->get()), nullptr);
   std::filesystem::remove_all(dir);
+}
+
+TEST(Ocsp, PreparedResponderSignsAsOpenSslDoesForEveryCaKeyType) {
+  for (KeyType type : {KeyType::kEcP256, KeyType::kEcP384, KeyType::kRsa3072}) {
+    Ca ca = MakeRoot(type);
+    PrivateKey device = Key();
+    auto csr = *MakeCertificateRequest(device, Dn("CN=device"), {});
+    Certificate leaf = IssueLeaf(ca, csr, Bytes{0x00, 0x9A, 0x01});
+    auto responder = OcspResponder::Create(ca.cert, ca.key);
+    ASSERT_TRUE(responder.ok()) << responder.error().message;
+    // Another CA's key cannot make this CA's responder.
+    EXPECT_FALSE(OcspResponder::Create(ca.cert, Key()).ok());
+    auto request_der = *MakeOcspRequestFor(leaf, ca.cert);
+    auto request = *OcspRequest::Parse(request_der);
+    std::string asked;
+    auto response = responder->Respond(
+        request,
+        [&](const std::string& serial) {
+          asked = serial;
+          return OcspAnswer{OcspStatus::kRevoked, 1700000000, 4};
+        },
+        NowUnix(), 3600);
+    ASSERT_TRUE(response.ok()) << response.error().message;
+    EXPECT_EQ(asked, "9A01");
+    auto answers = ReadOcspResponse(*response, request_der, ca.cert);
+    ASSERT_TRUE(answers.ok()) << KeyTypeName(type) << ": " << answers.error().message;
+    ASSERT_EQ(answers->size(), 1u);
+    EXPECT_EQ((*answers)[0].status, OcspStatus::kRevoked);
+    EXPECT_EQ((*answers)[0].revoked_at, 1700000000);
+    EXPECT_EQ((*answers)[0].reason, 4);
+  }
 }
 
 }  // namespace

@@ -63,6 +63,29 @@ TEST_F(StoreTest, OrganizationNamesAreUnique) {
   EXPECT_EQ(store_->GetOrganization("nope").error().code, ErrorCode::kNotFound);
 }
 
+TEST_F(StoreTest, RevocationStatusIsReadByCaAndSerialWithinTheOrganization) {
+  auto org = *store_->CreateOrganization("acme");
+  auto evil = *store_->CreateOrganization("evil");
+  CaRecord a = MakeCa(org.id, "a");
+  CaRecord b = MakeCa(org.id, "b");
+  auto live = *store_->InsertCertificate(org.id, Cert(a.id, "AB"));
+  auto doomed = *store_->InsertCertificate(org.id, Cert(b.id, "AB"));
+  auto status = *store_->FindRevocationStatus(org.id, a.id, "AB");
+  EXPECT_TRUE(status.known);
+  EXPECT_FALSE(status.revocation);
+  ASSERT_TRUE(store_->Revoke(org.id, doomed.id, {4, 1234}).ok());
+  // Only b's certificate of that serial is revoked; a's stays good.
+  status = *store_->FindRevocationStatus(org.id, b.id, "AB");
+  EXPECT_TRUE(status.known);
+  ASSERT_TRUE(status.revocation);
+  EXPECT_EQ(status.revocation->reason, 4);
+  EXPECT_EQ(status.revocation->revoked_at, 1234);
+  EXPECT_FALSE(store_->FindRevocationStatus(org.id, a.id, "AB")->revocation);
+  EXPECT_FALSE(store_->FindRevocationStatus(org.id, a.id, "AC")->known);
+  EXPECT_FALSE(store_->FindRevocationStatus(evil.id, a.id, "AB")->known);
+  EXPECT_EQ(live.ca_id, a.id);
+}
+
 TEST_F(StoreTest, SerialIsUniquePerCaByConstraint) {
   auto org = *store_->CreateOrganization("acme");
   CaRecord a = MakeCa(org.id, "a");
