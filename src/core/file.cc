@@ -81,6 +81,30 @@ Status CheckOutputPath(const std::string& path) {
   return {};
 }
 
+namespace {
+
+// Steps 2-4 of a power-loss-tested write (CrashPoint): half the bytes, the
+// rest, fsync. On failure `*out_cut` tells a simulated cut (after which the
+// caller leaves its files as they are) from a real error.
+Status WriteAndSync(int fd, ByteView data, const std::string& path, const CrashPoint& crash_point,
+                    bool* out_cut) {
+  auto power_cut = [&](int step) {
+    *out_cut = crash_point && !crash_point(step);
+    return *out_cut;
+  };
+  const Error cut = MakeError(ErrorCode::kIo, "simulated power loss while writing " + path);
+  size_t half = data.size() / 2;
+  DEVID_TRY(WriteAll(fd, data.first(half), path));
+  if (power_cut(2)) return cut;
+  DEVID_TRY(WriteAll(fd, data.subspan(half), path));
+  if (power_cut(3)) return cut;
+  if (::fsync(fd) != 0) return IoError("cannot fsync", path);
+  if (power_cut(4)) return cut;
+  return {};
+}
+
+}  // namespace
+
 Status WriteFileAtomic(const std::string& requested, ByteView data, unsigned mode) {
   return WriteFileAtomic(requested, data, mode, CrashPoint());
 }
@@ -127,13 +151,13 @@ Status WriteFileAtomic(const std::string& requested, ByteView data, unsigned mod
   };
   if (power_cut(1)) return cut_here();
   if (::fchmod(fd, mode) != 0) return fail("cannot set mode of");
-  size_t half = data.size() / 2;
-  if (!WriteAll(fd, data.first(half), path).ok()) return fail("cannot write");
-  if (power_cut(2)) return cut_here();
-  if (!WriteAll(fd, data.subspan(half), path).ok()) return fail("cannot write");
-  if (power_cut(3)) return cut_here();
-  if (::fsync(fd) != 0) return fail("cannot fsync");
-  if (power_cut(4)) return cut_here();
+  bool was_cut = false;
+  if (Status written = WriteAndSync(fd, data, path, crash_point, &was_cut); !written.ok()) {
+    if (was_cut) return cut_here();
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return written.error();
+  }
   if (::close(fd) != 0) {
     Error e = IoError("cannot close", path);
     ::unlink(tmp.c_str());
@@ -181,13 +205,12 @@ Status WriteFileDurable(const std::string& path, ByteView data, unsigned mode,
     return cut;
   };
   if (power_cut(1)) return cut_here();
-  size_t half = data.size() / 2;
-  if (!WriteAll(fd, data.first(half), path).ok()) return fail("cannot write");
-  if (power_cut(2)) return cut_here();
-  if (!WriteAll(fd, data.subspan(half), path).ok()) return fail("cannot write");
-  if (power_cut(3)) return cut_here();
-  if (::fsync(fd) != 0) return fail("cannot fsync");
-  if (power_cut(4)) return cut_here();
+  bool was_cut = false;
+  if (Status written = WriteAndSync(fd, data, path, crash_point, &was_cut); !written.ok()) {
+    if (was_cut) return cut_here();
+    ::close(fd);
+    return written.error();
+  }
   if (::close(fd) != 0) return IoError("cannot close", path);
   if (power_cut(5)) return cut;
   return {};
